@@ -1,0 +1,457 @@
+//! Tensor contents ⇄ JSON arrays and ⇄ raw little-endian bytes.
+//!
+//! JSON: numbers for numeric types, `true`/`false` for `BOOL`, strings for
+//! `BYTES` (UTF-8 only; use the binary extension for arbitrary bytes). Float
+//! types also accept (and produce) the strings `"NaN"`, `"Infinity"` and
+//! `"-Infinity"`, since JSON has no literal for them; `null` is read as NaN
+//! for float types only where the caller allows it (MLflow's pandas-style
+//! missing values). Integer types accept integral numbers only, within range.
+//!
+//! Raw (binary extension): fixed-size types are packed little-endian, `BOOL`
+//! one byte (0 or 1) per element, `BYTES` each element as a 4-byte
+//! little-endian length followed by the bytes.
+
+use serde::ser::{Error as _, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+use slipway_runtime::{DataType, TensorData};
+
+use crate::error::ProtocolError;
+
+fn float_from_json(v: &Value, null_is_nan: bool) -> Result<f64, String> {
+    match v {
+        Value::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_string()),
+        Value::String(s) => match s.as_str() {
+            "NaN" | "nan" => Ok(f64::NAN),
+            "Infinity" | "inf" | "+inf" | "+Infinity" => Ok(f64::INFINITY),
+            "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
+            _ => Err(format!("expected a number, got the string {s:?}")),
+        },
+        Value::Null if null_is_nan => Ok(f64::NAN),
+        other => Err(format!("expected a number, got {}", json_kind(other))),
+    }
+}
+
+fn int_from_json(v: &Value, dtype: DataType) -> Result<i128, String> {
+    let out_of_range = || format!("expected an integer in the range of {dtype}, got {v}");
+    let n = match v {
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i128::from(i)
+            } else if let Some(u) = n.as_u64() {
+                i128::from(u)
+            } else {
+                let f = n.as_f64().ok_or_else(out_of_range)?;
+                if f.fract() != 0.0 || !f.is_finite() || f.abs() > 1.8e19 {
+                    return Err(format!("expected an integer for {dtype}, got {v}"));
+                }
+                f as i128
+            }
+        }
+        other => {
+            return Err(format!(
+                "expected an integer for {dtype}, got {}",
+                json_kind(other)
+            ))
+        }
+    };
+    let fits = match dtype {
+        DataType::Uint8 => u8::try_from(n).is_ok(),
+        DataType::Uint16 => u16::try_from(n).is_ok(),
+        DataType::Uint32 => u32::try_from(n).is_ok(),
+        DataType::Uint64 => u64::try_from(n).is_ok(),
+        DataType::Int8 => i8::try_from(n).is_ok(),
+        DataType::Int16 => i16::try_from(n).is_ok(),
+        DataType::Int32 => i32::try_from(n).is_ok(),
+        DataType::Int64 => i64::try_from(n).is_ok(),
+        _ => false,
+    };
+    if fits {
+        Ok(n)
+    } else {
+        Err(out_of_range())
+    }
+}
+
+/// A short description of a JSON value's kind, for messages.
+pub(crate) fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Appends one JSON scalar, converted to `out`'s type.
+pub(crate) fn push_json_scalar(
+    out: &mut TensorData,
+    v: &Value,
+    null_is_nan: bool,
+) -> Result<(), String> {
+    let dtype = out.dtype();
+    match out {
+        TensorData::Bool(d) => match v {
+            Value::Bool(b) => d.push(*b),
+            other => {
+                return Err(format!(
+                    "expected true or false for BOOL, got {}",
+                    json_kind(other)
+                ))
+            }
+        },
+        TensorData::Bytes(d) => match v {
+            Value::String(s) => d.push(s.as_bytes().to_vec()),
+            other => {
+                return Err(format!(
+                    "expected a string for BYTES, got {}",
+                    json_kind(other)
+                ))
+            }
+        },
+        TensorData::Fp16(d) => d.push(half::f16::from_f64(checked_float(
+            v,
+            null_is_nan,
+            65504.0,
+            dtype,
+        )?)),
+        TensorData::Fp32(d) => {
+            d.push(checked_float(v, null_is_nan, f64::from(f32::MAX), dtype)? as f32)
+        }
+        TensorData::Fp64(d) => d.push(float_from_json(v, null_is_nan)?),
+        TensorData::Uint8(d) => d.push(int_from_json(v, dtype)? as u8),
+        TensorData::Uint16(d) => d.push(int_from_json(v, dtype)? as u16),
+        TensorData::Uint32(d) => d.push(int_from_json(v, dtype)? as u32),
+        TensorData::Uint64(d) => d.push(int_from_json(v, dtype)? as u64),
+        TensorData::Int8(d) => d.push(int_from_json(v, dtype)? as i8),
+        TensorData::Int16(d) => d.push(int_from_json(v, dtype)? as i16),
+        TensorData::Int32(d) => d.push(int_from_json(v, dtype)? as i32),
+        TensorData::Int64(d) => d.push(int_from_json(v, dtype)? as i64),
+    }
+    Ok(())
+}
+
+fn checked_float(v: &Value, null_is_nan: bool, max: f64, dtype: DataType) -> Result<f64, String> {
+    let x = float_from_json(v, null_is_nan)?;
+    if x.is_finite() && x.abs() > max {
+        return Err(format!("{x} is outside the range of {dtype}"));
+    }
+    Ok(x)
+}
+
+/// Reads a flat or nested JSON array of `dtype` elements (nesting is
+/// flattened row-major). `field` names the array in errors.
+pub fn data_from_json(
+    field: &str,
+    value: &Value,
+    dtype: DataType,
+) -> Result<TensorData, ProtocolError> {
+    let mut out = TensorData::with_capacity(dtype, 0);
+    fn walk(field: &str, v: &Value, out: &mut TensorData) -> Result<(), ProtocolError> {
+        match v {
+            Value::Array(items) => {
+                for item in items {
+                    walk(field, item, out)?;
+                }
+                Ok(())
+            }
+            leaf => push_json_scalar(out, leaf, false).map_err(|message| ProtocolError::Element {
+                field: field.to_string(),
+                index: out.len(),
+                message,
+            }),
+        }
+    }
+    match value {
+        Value::Array(_) => walk(field, value, &mut out)?,
+        // a bare scalar is accepted for a single element
+        other => walk(field, other, &mut out)?,
+    }
+    Ok(out)
+}
+
+/// Serializes tensor contents as a flat JSON array (floats in their shortest
+/// round-trip form for their own precision; non-finite floats as strings).
+/// BYTES elements must be UTF-8.
+pub struct JsonData<'a>(pub &'a TensorData);
+
+fn ser_float<S: SerializeSeq>(seq: &mut S, x: f64, as_f32: Option<f32>) -> Result<(), S::Error> {
+    if x.is_nan() {
+        seq.serialize_element("NaN")
+    } else if x == f64::INFINITY {
+        seq.serialize_element("Infinity")
+    } else if x == f64::NEG_INFINITY {
+        seq.serialize_element("-Infinity")
+    } else if let Some(f) = as_f32 {
+        seq.serialize_element(&f)
+    } else {
+        seq.serialize_element(&x)
+    }
+}
+
+impl Serialize for JsonData<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        match self.0 {
+            TensorData::Bool(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Uint8(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Uint16(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Uint32(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Uint64(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Int8(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Int16(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Int32(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Int64(v) => v.iter().try_for_each(|x| seq.serialize_element(x))?,
+            TensorData::Fp16(v) => v
+                .iter()
+                .try_for_each(|x| ser_float(&mut seq, f64::from(*x), Some(f32::from(*x))))?,
+            TensorData::Fp32(v) => v
+                .iter()
+                .try_for_each(|x| ser_float(&mut seq, f64::from(*x), Some(*x)))?,
+            TensorData::Fp64(v) => v.iter().try_for_each(|x| ser_float(&mut seq, *x, None))?,
+            TensorData::Bytes(v) => {
+                for (i, b) in v.iter().enumerate() {
+                    let s = std::str::from_utf8(b).map_err(|_| {
+                        S::Error::custom(format!(
+                            "BYTES element {i} is not UTF-8; request binary data"
+                        ))
+                    })?;
+                    seq.serialize_element(s)?;
+                }
+            }
+        }
+        seq.end()
+    }
+}
+
+/// Index of the first BYTES element that is not UTF-8 (JSON cannot carry it).
+pub fn first_non_utf8(data: &TensorData) -> Option<usize> {
+    match data {
+        TensorData::Bytes(v) => v.iter().position(|b| std::str::from_utf8(b).is_err()),
+        _ => None,
+    }
+}
+
+/// Size in bytes of the raw encoding.
+pub fn raw_size(data: &TensorData) -> usize {
+    match data {
+        TensorData::Bytes(v) => v.iter().map(|b| 4 + b.len()).sum(),
+        other => other.len() * other.dtype().element_size().unwrap_or(0),
+    }
+}
+
+/// Appends the raw little-endian encoding of `data` to `out`.
+pub fn encode_raw(data: &TensorData, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
+    out.reserve(raw_size(data));
+    match data {
+        TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+        TensorData::Uint8(v) => out.extend_from_slice(v),
+        TensorData::Uint16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Uint32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Uint64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Int8(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Int16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Int32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Int64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Fp16(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Fp32(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Fp64(v) => v
+            .iter()
+            .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+        TensorData::Bytes(v) => {
+            for (i, b) in v.iter().enumerate() {
+                let len = u32::try_from(b.len()).map_err(|_| ProtocolError::Unrepresentable {
+                    field: format!("BYTES element {i}"),
+                    message: "longer than 4 GiB".into(),
+                })?;
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(b);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn chunks<const N: usize, T>(bytes: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(c);
+            f(a)
+        })
+        .collect()
+}
+
+/// Decodes `count` elements of `dtype` from exactly `bytes`. For fixed-size
+/// types the caller has checked `bytes.len() == count × size`.
+pub fn decode_raw(
+    field: &str,
+    bytes: &[u8],
+    dtype: DataType,
+    count: usize,
+) -> Result<TensorData, ProtocolError> {
+    Ok(match dtype {
+        DataType::Bool => {
+            let mut v = Vec::with_capacity(bytes.len());
+            for (i, b) in bytes.iter().enumerate() {
+                match b {
+                    0 => v.push(false),
+                    1 => v.push(true),
+                    other => {
+                        return Err(ProtocolError::Element {
+                            field: field.to_string(),
+                            index: i,
+                            message: format!("BOOL byte must be 0 or 1, got {other}"),
+                        })
+                    }
+                }
+            }
+            TensorData::Bool(v)
+        }
+        DataType::Uint8 => TensorData::Uint8(bytes.to_vec()),
+        DataType::Uint16 => TensorData::Uint16(chunks(bytes, u16::from_le_bytes)),
+        DataType::Uint32 => TensorData::Uint32(chunks(bytes, u32::from_le_bytes)),
+        DataType::Uint64 => TensorData::Uint64(chunks(bytes, u64::from_le_bytes)),
+        DataType::Int8 => TensorData::Int8(chunks(bytes, i8::from_le_bytes)),
+        DataType::Int16 => TensorData::Int16(chunks(bytes, i16::from_le_bytes)),
+        DataType::Int32 => TensorData::Int32(chunks(bytes, i32::from_le_bytes)),
+        DataType::Int64 => TensorData::Int64(chunks(bytes, i64::from_le_bytes)),
+        DataType::Fp16 => TensorData::Fp16(chunks(bytes, half::f16::from_le_bytes)),
+        DataType::Fp32 => TensorData::Fp32(chunks(bytes, f32::from_le_bytes)),
+        DataType::Fp64 => TensorData::Fp64(chunks(bytes, f64::from_le_bytes)),
+        DataType::Bytes => {
+            let mut v = Vec::with_capacity(count.min(bytes.len() / 4));
+            let mut pos = 0usize;
+            while pos < bytes.len() {
+                let index = v.len();
+                let Some(prefix) = bytes.get(pos..pos + 4) else {
+                    return Err(ProtocolError::BytesEncoding {
+                        field: field.to_string(),
+                        message: format!(
+                            "element {index}: {} bytes left, too few for a 4-byte length prefix",
+                            bytes.len() - pos
+                        ),
+                    });
+                };
+                let mut l = [0u8; 4];
+                l.copy_from_slice(prefix);
+                let len = u32::from_le_bytes(l) as usize;
+                pos += 4;
+                let Some(body) = bytes.get(pos..pos.saturating_add(len)) else {
+                    return Err(ProtocolError::BytesEncoding {
+                        field: field.to_string(),
+                        message: format!(
+                            "element {index}: length prefix says {len} bytes but only {} remain",
+                            bytes.len() - pos
+                        ),
+                    });
+                };
+                v.push(body.to_vec());
+                pos += len;
+            }
+            if v.len() != count {
+                return Err(ProtocolError::BytesEncoding {
+                    field: field.to_string(),
+                    message: format!(
+                        "binary data holds {} BYTES elements but the shape needs {count}",
+                        v.len()
+                    ),
+                });
+            }
+            TensorData::Bytes(v)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn json_leaves() {
+        let d = data_from_json(
+            "x",
+            &json!([[1, 2.5], ["NaN", "-Infinity"]]),
+            DataType::Fp32,
+        )
+        .unwrap();
+        let TensorData::Fp32(v) = d else { panic!() };
+        assert_eq!(v[..2], [1.0, 2.5]);
+        assert!(v[2].is_nan() && v[3] == f32::NEG_INFINITY);
+        let e = data_from_json("inputs[0].data", &json!([1, 2, 300]), DataType::Uint8).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "inputs[0].data[2]: expected an integer in the range of UINT8, got 300"
+        );
+        let e = data_from_json("d", &json!([1, "a"]), DataType::Int64).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d[1]: expected an integer for INT64, got a string"
+        );
+        let e = data_from_json("d", &json!(["a", 1]), DataType::Bytes).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "d[1]: expected a string for BYTES, got a number"
+        );
+        let e = data_from_json("d", &json!([true, 0]), DataType::Bool).unwrap_err();
+        assert!(e.to_string().contains("expected true or false"));
+        assert!(data_from_json("d", &json!([1e300]), DataType::Fp32).is_err());
+        assert_eq!(
+            data_from_json("d", &json!([2.0]), DataType::Int32).unwrap(),
+            TensorData::Int32(vec![2])
+        );
+        assert!(data_from_json("d", &json!([2.5]), DataType::Int32).is_err());
+        assert_eq!(
+            data_from_json("d", &json!([u64::MAX]), DataType::Uint64).unwrap(),
+            TensorData::Uint64(vec![u64::MAX])
+        );
+    }
+
+    #[test]
+    fn json_output() {
+        let s =
+            serde_json::to_string(&JsonData(&TensorData::Fp32(vec![0.97, f32::NAN, 1.0]))).unwrap();
+        assert_eq!(s, r#"[0.97,"NaN",1.0]"#);
+        assert!(serde_json::to_string(&JsonData(&TensorData::Bytes(vec![vec![0xff]]))).is_err());
+    }
+
+    #[test]
+    fn raw_bytes() {
+        let d = TensorData::Bytes(vec![b"ab".to_vec(), vec![], vec![0xff, 0]]);
+        let mut out = Vec::new();
+        encode_raw(&d, &mut out).unwrap();
+        assert_eq!(
+            out,
+            [2, 0, 0, 0, b'a', b'b', 0, 0, 0, 0, 2, 0, 0, 0, 0xff, 0]
+        );
+        assert_eq!(raw_size(&d), out.len());
+        assert_eq!(decode_raw("x", &out, DataType::Bytes, 3).unwrap(), d);
+        assert!(decode_raw("x", &out[..5], DataType::Bytes, 3).is_err());
+        assert!(decode_raw("x", &out, DataType::Bytes, 2).is_err());
+        assert!(decode_raw("x", &[2], DataType::Bool, 1).is_err());
+    }
+}

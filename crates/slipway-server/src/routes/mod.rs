@@ -1,0 +1,113 @@
+//! Route table: one module per resource, assembled by [`router`].
+//!
+//! MLflow's tracking and registry API is mounted under both
+//! `/api/2.0/mlflow` and `/ajax-api/2.0/mlflow`; the artifact proxy under
+//! `/api/2.0/mlflow-artifacts`. Every route passes the token middleware;
+//! health routes are public by rule (see `auth::required_scope`).
+
+pub mod artifacts;
+pub mod experiments;
+pub mod health;
+pub mod logged_models;
+pub mod model_versions;
+pub mod registered_models;
+pub mod runs;
+pub mod tokens;
+
+use crate::auth;
+use crate::config::Role;
+use crate::error::{render, Protocol};
+use crate::state::AppState;
+use crate::telemetry;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use slipway_core::{Error, ErrorCode};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// Builds the whole HTTP application for the configured role.
+pub fn router(state: AppState) -> Router {
+    let mut app = Router::new().merge(health::routes());
+    if state.config.role != Role::Serving {
+        let mlflow = Router::new()
+            .merge(experiments::routes())
+            .merge(runs::routes())
+            .merge(registered_models::routes())
+            .merge(model_versions::routes())
+            .merge(logged_models::routes());
+        app = app
+            .nest("/api/2.0/mlflow", mlflow.clone())
+            .nest("/ajax-api/2.0/mlflow", mlflow)
+            .route("/api/3.0/mlflow/server-info", get(health::server_info))
+            .route("/ajax-api/3.0/mlflow/server-info", get(health::server_info))
+            .merge(artifacts::routes())
+            .merge(tokens::routes());
+    }
+    let request_id = HeaderName::from_static("x-request-id");
+    app.route_layer(middleware::from_fn(telemetry::track_http))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-")
+                .to_string();
+            tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    render(
+        Protocol::for_path(path),
+        &Error::new(
+            ErrorCode::EndpointNotFound,
+            format!("No endpoint at {path}"),
+        ),
+    )
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Response {
+    let path = uri.path();
+    render(
+        Protocol::for_path(path),
+        &Error::new(
+            ErrorCode::MethodNotAllowed,
+            format!("Method {method} is not allowed on {path}"),
+        ),
+    )
+}
+
+/// `{}`: the empty response of MLflow's write endpoints.
+pub fn empty() -> Response {
+    (StatusCode::OK, Json(json!({}))).into_response()
+}
+
+/// Validates and defaults a `max_results` parameter.
+pub fn page_size(
+    state: &AppState,
+    max_results: Option<i64>,
+    default: usize,
+) -> Result<usize, Error> {
+    let limit = state.config.max_page_size as i64;
+    match max_results {
+        None => Ok(default.min(limit as usize)),
+        Some(n) if n < 1 => Err(Error::invalid(format!(
+            "Invalid value {n} for parameter 'max_results': must be at least 1"
+        ))),
+        Some(n) if n > limit => Err(Error::invalid(format!(
+            "Invalid value {n} for parameter 'max_results': must be at most {limit} (setting max_page_size)"
+        ))),
+        Some(n) => Ok(n as usize),
+    }
+}
