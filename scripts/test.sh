@@ -49,7 +49,9 @@ PY
 )
 SLIPWAY_METADATA_URL="$pg_url" SLIPWAY_ARTIFACT_ROOT="s3://$SLIPWAY_TEST_S3_BUCKET/interop-$$" \
   "$py" -m pytest tests/interop -q -p no:cacheprovider || status=1
-psql "$SLIPWAY_TEST_POSTGRES_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null || true
+for d in $db $(psql "$SLIPWAY_TEST_POSTGRES_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'slw\_t\_%'"); do
+  psql "$SLIPWAY_TEST_POSTGRES_URL" -qAtc "DROP DATABASE IF EXISTS $d WITH (FORCE)" >/dev/null || true
+done
 
 if [ "$status" -ne 0 ]; then
   step "FAILED"

@@ -101,7 +101,7 @@ def target(tmp_path_factory):
     base = tmp_path_factory.mktemp("slipway-session")
     token = new_admin_token()
     try:
-        server = start_server(base / "data", admin_token=token)
+        server = start_server(base / "data", admin_token=token, isolate=False)
     except RuntimeError as e:
         pytest.fail(str(e), pytrace=False)
     try:

@@ -106,6 +106,27 @@ def _pump(stream, sink: list[str], on_line=None) -> None:
     stream.close()
 
 
+def _isolate_shared_stores(child_env: dict[str, str], data_dir: Path) -> None:
+    """Points shared stores in ``child_env`` at a database and prefix owned by ``data_dir``."""
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    url = child_env.get("SLIPWAY_METADATA_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        parts = urllib.parse.urlsplit(url)
+        db = f"slw_t_{key}"
+        exists = subprocess.run(
+            ["psql", url, "-qAtc", f"SELECT 1 FROM pg_database WHERE datname = '{db}'"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        if exists != "1":
+            subprocess.run(["psql", url, "-qAtc", f"CREATE DATABASE {db}"], capture_output=True, check=True)
+        child_env["SLIPWAY_METADATA_URL"] = urllib.parse.urlunsplit(
+            (parts.scheme, parts.netloc, "/" + db, parts.query, parts.fragment)
+        )
+    root = child_env.get("SLIPWAY_ARTIFACT_ROOT", "")
+    if root.startswith("s3://"):
+        child_env["SLIPWAY_ARTIFACT_ROOT"] = root.rstrip("/") + f"/isolated-{key}"
+
+
 def start_server(
     data_dir: Path | str,
     *,
@@ -113,6 +134,7 @@ def start_server(
     env: dict[str, str] | None = None,
     extra_args: list[str] | tuple[str, ...] = (),
     timeout: float = START_TIMEOUT_S,
+    isolate: bool = True,
 ) -> ServerProcess:
     """Starts `slipway up` on a free port with the given data dir and waits until it is ready.
 
@@ -120,6 +142,11 @@ def start_server(
     pass through), plus ``env``. SLIPWAY_ADMIN_TOKEN is set to ``admin_token`` when given and
     removed from the environment otherwise (then the server uses/creates its stored token).
     The URL comes from the ``SLIPWAY_LISTENING=http://host:port`` line the server prints on stdout.
+
+    With ``isolate`` (the default) and shared stores in the environment (a PostgreSQL
+    SLIPWAY_METADATA_URL, an s3:// SLIPWAY_ARTIFACT_ROOT), the server gets its own database and
+    S3 prefix, both derived from ``data_dir`` so a restart on the same data dir finds its data
+    again; a server started for one test then never disturbs the session's server.
     """
     binary = slipway_bin()
     if not binary.is_file():
@@ -136,6 +163,8 @@ def start_server(
     if admin_token is not None:
         child_env["SLIPWAY_ADMIN_TOKEN"] = admin_token
     child_env.update(env or {})
+    if isolate:
+        _isolate_shared_stores(child_env, data_dir)
     cmd = [
         str(binary),
         "up",

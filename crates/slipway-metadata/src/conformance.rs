@@ -290,7 +290,7 @@ pub async fn experiments(s: &dyn MetadataStore) {
     assert_code(
         s.log_batch(&r1.info.run_id, &[metric("m", 1.0, 1, 0)], &[], &[])
             .await,
-        ErrorCode::InvalidState,
+        ErrorCode::InvalidParameterValue,
         "log to run of deleted experiment",
     );
     assert_code(
@@ -554,13 +554,13 @@ pub async fn runs_lifecycle(s: &dyn MetadataStore) {
     assert_code(
         s.log_batch(&r.info.run_id, &[metric("m", 1.0, 1, 0)], &[], &[])
             .await,
-        ErrorCode::InvalidState,
+        ErrorCode::InvalidParameterValue,
         "log to deleted run",
     );
     assert_code(
         s.update_run(&r.info.run_id, Some(RunStatus::Failed), None, None)
             .await,
-        ErrorCode::InvalidState,
+        ErrorCode::InvalidParameterValue,
         "update deleted run",
     );
     s.restore_run(&r.info.run_id).await.expect("restore");

@@ -60,7 +60,7 @@ impl Entity {
 pub enum Comparator {
     /// `=`
     Eq,
-    /// `!=` (or `<>`)
+    /// `!=`
     Ne,
     /// `>`
     Gt,
@@ -159,7 +159,7 @@ enum Tok {
     Quoted(String, char),
     /// Number literal.
     Number(f64, String),
-    /// `=`, `!=`, `<>`, `<`, `<=`, `>`, `>=`.
+    /// `=`, `!=`, `<`, `<=`, `>`, `>=`.
     Op(&'static str),
     LParen,
     RParen,
@@ -215,8 +215,12 @@ fn lex(input: &str) -> Result<Vec<Tok>> {
                 i += 1;
             }
             '=' => {
-                // Accept `==` as `=` too.
-                i += if chars.get(i + 1) == Some(&'=') { 2 } else { 1 };
+                if chars.get(i + 1) == Some(&'=') {
+                    return Err(Error::invalid(format!(
+                        "Invalid comparator '==' at position {i} in search filter; use '='"
+                    )));
+                }
+                i += 1;
                 out.push(Tok::Op("="));
             }
             '!' => {
@@ -235,8 +239,9 @@ fn lex(input: &str) -> Result<Vec<Tok>> {
                     i += 2;
                 }
                 Some('>') => {
-                    out.push(Tok::Op("!="));
-                    i += 2;
+                    return Err(Error::invalid(format!(
+                        "Invalid comparator '<>' at position {i} in search filter; use '!='"
+                    )));
                 }
                 _ => {
                     out.push(Tok::Op("<"));
@@ -1012,13 +1017,6 @@ mod tests {
             ),
             (
                 "parameters.lr != \"x\"",
-                Entity::Param,
-                "lr",
-                Comparator::Ne,
-                FilterValue::Str("x".into()),
-            ),
-            (
-                "param.lr <> 'x'",
                 Entity::Param,
                 "lr",
                 Comparator::Ne,

@@ -34,7 +34,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MlflowRequest<T> {
             } else {
                 serde_json::from_slice::<Value>(&bytes).map_err(|e| {
                     ApiError(Error::new(
-                        ErrorCode::MalformedRequest,
+                        ErrorCode::InvalidParameterValue,
                         format!("Malformed JSON request body: {e}"),
                     ))
                 })?
@@ -42,7 +42,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MlflowRequest<T> {
         };
         if !value.is_object() {
             return Err(ApiError(Error::new(
-                ErrorCode::MalformedRequest,
+                ErrorCode::InvalidParameterValue,
                 "Request body must be a JSON object",
             )));
         }
@@ -66,7 +66,7 @@ pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiErro
             ))
         } else {
             ApiError(Error::new(
-                ErrorCode::MalformedRequest,
+                ErrorCode::InvalidParameterValue,
                 format!("Could not read request body: {e}"),
             ))
         }

@@ -103,7 +103,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "  Admin token:  {t}\n                (shown once; also written to {})",
                     app.state().config.initial_token_path().display()
                 ),
-                None => "  Admin token:  (already created earlier; see the initial-admin-token file in the data dir, or `slipway token create`)".to_string(),
+                None => format!(
+                    "  Admin token:  not shown again (first start wrote it to {}; more with `slipway token`)",
+                    app.state().config.initial_token_path().display()
+                ),
             };
             let _ = no_demo;
             println!(

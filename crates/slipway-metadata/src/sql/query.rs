@@ -394,6 +394,44 @@ fn tag_cond(q: &mut Sql, d: Dialect, table: &str, link: &str, c: &Clause) -> Res
     })
 }
 
+/// The tag MLflow uses to mark prompts in the model registry.
+const IS_PROMPT_TAG: &str = "mlflow.prompt.is_prompt";
+
+/// Tag condition for registry searches. The client adds
+/// ``tags.`mlflow.prompt.is_prompt` != 'true'`` to every search to exclude
+/// prompts; models do not carry that tag at all, so (as MLflow's own store
+/// does) a clause on it becomes "is / is not a prompt" rather than a plain
+/// tag comparison that would drop every untagged model.
+fn registry_tag_cond(
+    q: &mut Sql,
+    d: Dialect,
+    table: &str,
+    link: &str,
+    c: &Clause,
+) -> Result<String> {
+    if c.key != IS_PROMPT_TAG {
+        return tag_cond(q, d, table, link, c);
+    }
+    let value = match &c.value {
+        FilterValue::Str(v) => v.to_ascii_lowercase(),
+        _ => String::new(),
+    };
+    let wants_prompts = matches!(
+        (&c.comparator, value.as_str()),
+        (Comparator::Eq, "true") | (Comparator::Ne, "false")
+    );
+    let k = q.s(IS_PROMPT_TAG);
+    let t = q.s("true");
+    let exists = format!(
+        "EXISTS (SELECT 1 FROM {table} t WHERE {link} AND t.key = {k} AND LOWER(t.value) = {t})"
+    );
+    Ok(if wants_prompts {
+        exists
+    } else {
+        format!("NOT {exists}")
+    })
+}
+
 // ------------------------------------------------------------ registered models
 
 fn rm_attr_col(key: &str) -> Result<&'static str> {
@@ -416,7 +454,9 @@ pub(crate) fn registered_models_query(
     let mut q = Sql::new("SELECT m.name FROM registered_models m WHERE 1 = 1");
     for c in clauses {
         let cond = match c.entity {
-            Entity::Tag => tag_cond(&mut q, d, "registered_model_tags", "t.name = m.name", c)?,
+            Entity::Tag => {
+                registry_tag_cond(&mut q, d, "registered_model_tags", "t.name = m.name", c)?
+            }
             Entity::Attribute => {
                 let col = rm_attr_col(&c.key)?;
                 if c.key == "name" {
@@ -485,7 +525,7 @@ pub(crate) fn model_versions_query(
     let mut q = Sql::new("SELECT v.name, v.version FROM model_versions v WHERE 1 = 1");
     for c in clauses {
         let cond = match c.entity {
-            Entity::Tag => tag_cond(
+            Entity::Tag => registry_tag_cond(
                 &mut q,
                 d,
                 "model_version_tags",

@@ -127,7 +127,7 @@ impl SqlStore {
     async fn active_run(conn: &mut AnyConnection, run_id: &str) -> Result<RunState> {
         let st = Self::run_state(conn, run_id).await?;
         if st.run_stage != "active" {
-            return Err(Error::invalid_state(format!(
+            return Err(Error::invalid(format!(
                 "The run {run_id} must be in the 'active' state. Current state is {}.",
                 st.run_stage
             )));
