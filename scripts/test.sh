@@ -33,6 +33,7 @@ else
 fi
 
 export SLIPWAY_BIN="$root/target/debug/slipway"
+rm -rf "$root/target/interop-logs"
 py="$root/.venv/bin/python"
 
 step "interop tests: SQLite + local directory"
@@ -54,6 +55,11 @@ for d in $db $(psql "$SLIPWAY_TEST_POSTGRES_URL" -qAtc "SELECT datname FROM pg_d
 done
 
 if [ "$status" -ne 0 ]; then
+  for f in "$root"/target/interop-logs/*.log; do
+    [ -f "$f" ] || continue
+    step "server log $f (tail)"
+    tail -n 60 "$f"
+  done
   step "FAILED"
 else
   step "all tests passed"

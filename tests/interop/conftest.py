@@ -17,6 +17,7 @@ servers the suite starts.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 import time
 
 import pytest
@@ -107,7 +108,18 @@ def target(tmp_path_factory):
     try:
         yield Target(server.url, token, data_dir=base / "data", process=server)
     finally:
-        server.stop()
+        died = server.proc.poll()
+        code = server.stop()
+        _save_server_log(server, died, code)
+
+
+def _save_server_log(server, died_with, code) -> None:
+    """Keeps the session server's output under target/interop-logs/ (scripts/test.sh shows it on failure)."""
+    logs = Path(__file__).resolve().parents[2] / "target" / "interop-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    name = f"session-server-{os.getpid()}.log"
+    header = f"exit code: {code}; died before teardown: {died_with is not None} ({died_with})\n"
+    (logs / name).write_text(header + server.output_tail(n=400))
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +163,28 @@ def pytest_report_header(config):
     url = os.environ.get("SLIPWAY_URL") or "(start own server from SLIPWAY_BIN)"
     mode = "reference MLflow" if is_reference_mlflow() else "Slipway"
     return [f"interop target: {url} [{mode}]"]
+
+
+# --------------------------------------------------------------------------------------------
+# Serving (test_serving_*.py)
+
+
+@pytest.fixture(scope="session")
+def demo_server(tmp_path_factory):
+    """A private server started WITHOUT ``--no-demo``: the demo ``iris`` deployment (registered
+    model ``iris`` version 1, alias ``champion``) exists. Its own stores (``isolate``), its own
+    admin token; ``.process.stdout_lines`` holds the banner."""
+    if is_reference_mlflow():
+        pytest.skip("serving needs Slipway (SLIPWAY_REFERENCE_MLFLOW=1)")
+    from serving_models import start_server_with_demo
+
+    base = tmp_path_factory.mktemp("slipway-demo")
+    token = new_admin_token()
+    try:
+        server = start_server_with_demo(base / "data", admin_token=token)
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        yield Target(server.url, token, data_dir=base / "data", process=server)
+    finally:
+        server.stop()

@@ -75,6 +75,21 @@ pub enum LogFormat {
     Text,
 }
 
+/// ONNX Runtime graph optimization level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ValueEnum, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GraphOptimization {
+    /// No graph optimizations.
+    Disable,
+    /// Constant folding and other safe rewrites.
+    Basic,
+    /// Basic plus fusions.
+    Extended,
+    /// Everything (default).
+    #[default]
+    All,
+}
+
 /// The effective configuration after merging every source.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +130,21 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// Seconds an authenticated token stays cached (revocation delay).
     pub token_cache_seconds: u64,
+    /// ONNX Runtime shared library (default: found from the project's `.venv`).
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per loaded model (0: ONNX Runtime decides).
+    pub intra_op_threads: u64,
+    /// Graph optimization level for loaded models.
+    pub graph_optimization: GraphOptimization,
+    /// Local cache of model files, by content digest. Default `<data_dir>/model-cache`.
+    pub model_cache_dir: Option<PathBuf>,
+    /// How often deployments re-resolve their alias, in milliseconds (the
+    /// longest delay before an alias move is served, on every replica).
+    pub deployment_poll_ms: u64,
+    /// Requests that may wait per deployment before 429 (default for deployments).
+    pub inference_queue_capacity: u64,
+    /// Largest batch per inference and per request (default for deployments).
+    pub max_batch_size: u64,
 }
 
 /// Upper bound of `max_json_body_bytes` (1 GiB).
@@ -141,9 +171,16 @@ impl Default for Config {
             admin_token_file: None,
             metrics_require_token: true,
             log_format: LogFormat::Json,
-            log_level: "info".into(),
+            log_level: "info,ort=warn".into(),
             shutdown_grace_seconds: 30,
             token_cache_seconds: 5,
+            ort_lib: None,
+            intra_op_threads: 1,
+            graph_optimization: GraphOptimization::All,
+            model_cache_dir: None,
+            deployment_poll_ms: 1000,
+            inference_queue_capacity: 256,
+            max_batch_size: 64,
         }
     }
 }
@@ -217,7 +254,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "SLIPWAY_LOG_FORMAT", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
-    /// Log filter [default: info].
+    /// Log filter [default: info,ort=warn].
     #[arg(long, env = "SLIPWAY_LOG_LEVEL", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
@@ -229,6 +266,34 @@ pub struct ConfigArgs {
     #[arg(long, env = "SLIPWAY_TOKEN_CACHE_SECONDS", global = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_cache_seconds: Option<u64>,
+    /// ONNX Runtime library path [default: from the project's .venv].
+    #[arg(long, env = "SLIPWAY_ORT_LIB", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads per model, 0 = ONNX Runtime decides [default: 1].
+    #[arg(long, env = "SLIPWAY_INTRA_OP_THREADS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<u64>,
+    /// Graph optimization: disable, basic, extended, all [default: all].
+    #[arg(long, env = "SLIPWAY_GRAPH_OPTIMIZATION", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph_optimization: Option<GraphOptimization>,
+    /// Model file cache [default: <data-dir>/model-cache].
+    #[arg(long, env = "SLIPWAY_MODEL_CACHE_DIR", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_cache_dir: Option<PathBuf>,
+    /// Alias re-resolution interval, ms [default: 1000].
+    #[arg(long, env = "SLIPWAY_DEPLOYMENT_POLL_MS", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deployment_poll_ms: Option<u64>,
+    /// Queue capacity per deployment [default: 256].
+    #[arg(long, env = "SLIPWAY_INFERENCE_QUEUE_CAPACITY", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inference_queue_capacity: Option<u64>,
+    /// Largest batch per inference [default: 64].
+    #[arg(long, env = "SLIPWAY_MAX_BATCH_SIZE", global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<u64>,
 }
 
 /// A configuration error naming the setting at fault.
@@ -320,6 +385,24 @@ impl Config {
             3600,
         )?;
         check_range("token_cache_seconds", self.token_cache_seconds, 0, 300)?;
+        check_range("intra_op_threads", self.intra_op_threads, 0, 256)?;
+        check_range("deployment_poll_ms", self.deployment_poll_ms, 100, 600_000)?;
+        check_range(
+            "inference_queue_capacity",
+            self.inference_queue_capacity,
+            1,
+            100_000,
+        )?;
+        check_range("max_batch_size", self.max_batch_size, 1, 65_536)?;
+        if let Some(lib) = &self.ort_lib {
+            if !lib.is_file() {
+                return Err(invalid(
+                    "ort_lib",
+                    lib.display(),
+                    "file does not exist (path to libonnxruntime.so)",
+                ));
+            }
+        }
         let url = self.metadata_url();
         if !(url.starts_with("sqlite:")
             || url.starts_with("postgres://")
@@ -409,6 +492,13 @@ impl Config {
         self.artifact_root
             .clone()
             .unwrap_or_else(|| self.data_dir.join("artifacts").display().to_string())
+    }
+
+    /// The model cache directory, with the default derived from `data_dir`.
+    pub fn model_cache_dir(&self) -> PathBuf {
+        self.model_cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("model-cache"))
     }
 
     /// Where a generated admin token is written once.

@@ -21,7 +21,7 @@ pub enum Protocol {
 impl Protocol {
     /// The protocol a path belongs to.
     pub fn for_path(path: &str) -> Self {
-        if path.starts_with("/v2") || path.ends_with("/invocations") {
+        if path.starts_with("/v2") {
             Self::V2
         } else {
             Self::Mlflow

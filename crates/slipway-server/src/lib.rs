@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod routes;
+pub mod serving;
 pub mod state;
 pub mod telemetry;
 
@@ -81,9 +82,16 @@ impl Application {
             store.clone(),
             Duration::from_secs(config.token_cache_seconds),
         ));
+        let artifacts = Arc::new(artifacts);
+        let serving = Arc::new(serving::DeploymentManager::new(
+            store.clone(),
+            artifacts.clone(),
+            serving_settings(&config),
+        ));
         let state = AppState {
             store,
-            artifacts: Arc::new(artifacts),
+            serving,
+            artifacts,
             config: Arc::new(config),
             auth,
             metrics: telemetry::metrics_handle(),
@@ -106,6 +114,32 @@ impl Application {
         &self.state
     }
 
+    /// Registers and deploys the demo model (once per data store); returns
+    /// whether it did so now.
+    pub async fn install_demo(&self) -> anyhow::Result<bool> {
+        if self.state.config.role == config::Role::Serving {
+            return Ok(false);
+        }
+        let s = &self.state;
+        serving::demo::install(s.store.as_ref(), &s.artifacts, &s.serving)
+            .await
+            .map_err(|e| anyhow::anyhow!("installing the demo model: {e}"))
+    }
+
+    /// Loads stored deployments (serving roles) and starts following aliases.
+    pub async fn start_serving(&self) -> anyhow::Result<()> {
+        if self.state.config.role == config::Role::Registry {
+            return Ok(());
+        }
+        self.state
+            .serving
+            .restore_all()
+            .await
+            .map_err(|e| anyhow::anyhow!("restoring deployments: {e}"))?;
+        self.state.serving.spawn_follower();
+        Ok(())
+    }
+
     /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish
     /// within `shutdown_grace_seconds`.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -126,6 +160,26 @@ impl Application {
             }
         }
         Ok(())
+    }
+}
+
+fn serving_settings(config: &Config) -> serving::ServingSettings {
+    use config::GraphOptimization as G;
+    use slipway_runtime::OptimizationLevel as O;
+    serving::ServingSettings {
+        ort_lib: config.ort_lib.clone(),
+        intra_op_threads: (config.intra_op_threads > 0).then_some(config.intra_op_threads as usize),
+        optimization_level: match config.graph_optimization {
+            G::Disable => O::Disable,
+            G::Basic => O::Basic,
+            G::Extended => O::Extended,
+            G::All => O::All,
+        },
+        cache_dir: config.model_cache_dir(),
+        poll_interval: Duration::from_millis(config.deployment_poll_ms),
+        queue_capacity: config.inference_queue_capacity as usize,
+        max_batch_size: config.max_batch_size as usize,
+        load_models: config.role != config::Role::Registry,
     }
 }
 

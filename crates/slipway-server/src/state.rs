@@ -2,6 +2,7 @@
 
 use crate::auth::Authenticator;
 use crate::config::Config;
+use crate::serving::DeploymentManager;
 use slipway_artifacts::ArtifactStore;
 use slipway_metadata::MetadataStore;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Token verification.
     pub auth: Arc<Authenticator>,
+    /// Deployments and their loaded models.
+    pub serving: Arc<DeploymentManager>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

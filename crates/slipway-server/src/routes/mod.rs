@@ -6,8 +6,10 @@
 //! health routes are public by rule (see `auth::required_scope`).
 
 pub mod artifacts;
+pub mod deployments;
 pub mod experiments;
 pub mod health;
+pub mod inference;
 pub mod logged_models;
 pub mod model_versions;
 pub mod registered_models;
@@ -45,7 +47,13 @@ pub fn router(state: AppState) -> Router {
             .route("/api/3.0/mlflow/server-info", get(health::server_info))
             .route("/ajax-api/3.0/mlflow/server-info", get(health::server_info))
             .merge(artifacts::routes())
-            .merge(tokens::routes());
+            .merge(tokens::routes())
+            .merge(deployments::routes());
+    } else {
+        app = app.merge(deployments::serving_routes());
+    }
+    if state.config.role != Role::Registry {
+        app = app.merge(inference::routes());
     }
     let request_id = HeaderName::from_static("x-request-id");
     app.route_layer(middleware::from_fn(telemetry::track_http))

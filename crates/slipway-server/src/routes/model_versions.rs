@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::de_opt_i64;
 use slipway_core::{Error, Tag};
-use slipway_metadata::{NewModelVersion, SearchQuery};
+use slipway_metadata::{MetadataStore, NewModelVersion, SearchQuery};
 
 /// Routes of this module, relative to the MLflow prefix.
 pub fn routes() -> Router<AppState> {
@@ -205,20 +205,21 @@ async fn search(
 }
 
 /// Where a model version's files are: the logged model's artifact URI for
-/// `models:/m-<id>` sources, otherwise the source itself.
-pub async fn resolve_download_uri(
-    s: &AppState,
+/// `models:/m-<id>` sources, the referenced version's location for
+/// `models:/<name>/<version>` sources, otherwise the source itself.
+pub async fn resolve_download_uri_with(
+    store: &dyn MetadataStore,
     name: &str,
     version: &str,
 ) -> Result<String, Error> {
-    let mut mv = s.store.get_model_version(name, version).await?;
+    let mut mv = store.get_model_version(name, version).await?;
     for _ in 0..8 {
         if let Some(id) = mv
             .model_id
             .as_deref()
             .or_else(|| logged_model_id(&mv.source))
         {
-            return Ok(s.store.get_logged_model(id).await?.info.artifact_uri);
+            return Ok(store.get_logged_model(id).await?.info.artifact_uri);
         }
         let Some(rest) = mv.source.strip_prefix("models:/") else {
             return Ok(mv.source);
@@ -227,7 +228,7 @@ pub async fn resolve_download_uri(
         let (Some(n), Some(v)) = (parts.next(), parts.next()) else {
             return Ok(mv.source);
         };
-        mv = s.store.get_model_version(n, v).await?;
+        mv = store.get_model_version(n, v).await?;
     }
     Err(Error::invalid(format!(
         "Model version source of '{name}' version {version} nests too deeply"
@@ -238,8 +239,8 @@ async fn download_uri(
     State(s): State<AppState>,
     MlflowRequest(req): MlflowRequest<ByVersion>,
 ) -> ApiResult<Json<Value>> {
-    let uri = resolve_download_uri(
-        &s,
+    let uri = resolve_download_uri_with(
+        s.store.as_ref(),
         required(&req.name, "name")?,
         required(&req.version, "version")?,
     )
