@@ -83,6 +83,11 @@ def test_demo_feature_ranges():
 def test_make_demo_model_is_deterministic(tmp_path):
     out = tmp_path / "iris"
     subprocess.run([sys.executable, str(SCRIPT), "--out", str(out)], check=True, capture_output=True, timeout=110)
+    # Files mlflow writes from the running environment (pip/setuptools/python
+    # versions) legitimately differ between machines; the model and its data do not.
+    env_dependent = {"python_env.yaml", "conda.yaml", "requirements.txt", "MLmodel"}
     for f in sorted(DEMO.iterdir()):
+        if f.name in env_dependent:
+            continue
         assert (out / f.name).read_bytes() == f.read_bytes(), f"{f.name} differs when re-generated"
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in DEMO.iterdir())
