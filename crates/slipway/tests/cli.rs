@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 fn slipway(data_dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_slipway"));
     cmd.arg("--data-dir").arg(data_dir).args(args);
-    for (k, v) in std::env::vars() {
+    for (k, _) in std::env::vars() {
         if k.starts_with("SLIPWAY_") {
             cmd.env_remove(k);
         }
