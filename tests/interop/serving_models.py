@@ -25,6 +25,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -52,6 +53,7 @@ from slipway_testlib import (
 DEMO_DIR = REPO_ROOT / "models" / "demo" / "iris"
 TARGET_OPSET = 17  # onnxruntime 1.31 runs it; skl2onnx may use lower
 MAX_IR_VERSION = 10
+PIP_REQUIREMENTS = ["onnx", "onnxruntime"]
 
 NP_TO_V2 = {
     np.dtype("float32"): "FP32",
@@ -239,6 +241,7 @@ def log_and_register(built: BuiltModel, registered_name: str, experiment_id: str
             name="model",
             registered_model_name=registered_name,
             signature=built.signature(),
+            pip_requirements=PIP_REQUIREMENTS,  # skips MLflow's slow requirement inference
         )
     version = str(info.registered_model_version)
     if tags:
@@ -390,6 +393,26 @@ def start_s3() -> dict[str, str]:
         if k not in out:
             raise RuntimeError(f"start-s3.sh printed no {k}: {r.stdout!r}")
     return out
+
+
+def kill_s3(s3: dict[str, str], timeout: float = 10.0) -> None:
+    """SIGKILLs the SeaweedFS process that ``start_s3`` started (the store vanishes at once; a
+    graceful stop takes ~10 s). Only the pid recorded in the script's own directory is touched."""
+    pid = int(s3["SLIPWAY_S3_PID"])
+    recorded = Path(s3["SLIPWAY_S3_DIR"], "weed.pid").read_text().strip()
+    assert recorded == str(pid), (recorded, pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return
+        if state == "Z":
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"SeaweedFS pid {pid} still alive after SIGKILL")
 
 
 def stop_s3(s3: dict[str, str]) -> None:

@@ -158,7 +158,9 @@ def mlflow_pyfunc(deployed, tmp_path_factory):
     base = tmp_path_factory.mktemp("pyfunc")
     for key, d in deployed.items():
         path = base / key
-        mlflow.onnx.save_model(d.built.onnx_model, str(path), signature=d.built.signature())
+        mlflow.onnx.save_model(
+            d.built.onnx_model, str(path), signature=d.built.signature(), pip_requirements=sm.PIP_REQUIREMENTS
+        )
         out[key] = mlflow.pyfunc.load_model(str(path))
     return out
 
