@@ -77,6 +77,7 @@ struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
     reply: Reply,
+    enqueued: Instant,
 }
 
 struct Shared {
@@ -236,6 +237,7 @@ impl ModelWorker {
             inputs,
             rows,
             reply,
+            enqueued: Instant::now(),
         }) {
             Ok(()) => Ok(rx),
             Err(e) => {
@@ -363,7 +365,27 @@ impl WorkerLoop {
         }
     }
 
+    /// Runs the jobs and records queue wait per request, rows per run and
+    /// compute time (`slipway_inference_queue_seconds`,
+    /// `slipway_inference_batch_rows`, `slipway_inference_compute_seconds`,
+    /// labelled by worker name).
     fn execute(&mut self, jobs: Vec<Job>) {
+        let started = Instant::now();
+        let enqueued: Vec<Instant> = jobs.iter().map(|j| j.enqueued).collect();
+        let rows: usize = jobs.iter().map(|j| j.rows).sum();
+        self.execute_inner(jobs);
+        let model = self.shared.name.clone();
+        for at in enqueued {
+            metrics::histogram!("slipway_inference_queue_seconds", "model" => model.clone())
+                .record(started.saturating_duration_since(at).as_secs_f64());
+        }
+        metrics::histogram!("slipway_inference_batch_rows", "model" => model.clone())
+            .record(rows as f64);
+        metrics::histogram!("slipway_inference_compute_seconds", "model" => model)
+            .record(started.elapsed().as_secs_f64());
+    }
+
+    fn execute_inner(&mut self, jobs: Vec<Job>) {
         if jobs.len() == 1 {
             for job in jobs {
                 let r = self.run_model(job.inputs);

@@ -22,17 +22,27 @@ async fn live() -> Json<serde_json::Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    match state.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))).into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness: metadata store unreachable");
-            (
+    if let Err(e) = state.store.ping().await {
+        tracing::warn!(error = %e, "readiness: metadata store unreachable");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "reason": "metadata store unreachable"})),
+        )
+            .into_response();
+    }
+    // A serving replica is ready only when every deployment answers a shallow
+    // inference; a registry or all-in-one process stays ready for tracking.
+    if state.config.role == crate::config::Role::Serving {
+        let failing = state.serving.probe().await;
+        if !failing.is_empty() {
+            return (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "not ready", "reason": "metadata store unreachable"})),
+                Json(json!({"status": "not ready", "reason": "deployments not serving", "deployments": failing})),
             )
-                .into_response()
+                .into_response();
         }
     }
+    (StatusCode::OK, Json(json!({"status": "ready"}))).into_response()
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {

@@ -84,12 +84,13 @@ async fn server_metadata() -> Json<Value> {
 
 async fn server_ready(State(s): State<AppState>) -> Response {
     let store_ok = s.store.ping().await.is_ok();
-    if store_ok && s.serving.all_ready() {
+    let failing = s.serving.probe().await;
+    if store_ok && failing.is_empty() {
         Json(json!({"ready": true})).into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"ready": false})),
+            Json(json!({"ready": false, "not_ready": failing})),
         )
             .into_response()
     }

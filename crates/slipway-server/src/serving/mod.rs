@@ -308,6 +308,28 @@ impl DeploymentManager {
         self.list().iter().all(|d| d.active().is_some())
     }
 
+    /// Readiness probe: every deployment serves a version that answers a
+    /// shallow inference (inputs built from its signature) within 2 s.
+    /// Returns the names of deployments that are not ready.
+    pub async fn probe(&self) -> Vec<String> {
+        let mut failing = Vec::new();
+        for dep in self.list() {
+            let Some(active) = dep.active() else {
+                failing.push(dep.name.clone());
+                continue;
+            };
+            let inputs = slipway_runtime::warmup_inputs(active.worker.signature());
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(2), active.worker.infer(inputs)).await,
+                Ok(Ok(_))
+            );
+            if !ok {
+                failing.push(dep.name.clone());
+            }
+        }
+        failing
+    }
+
     /// Creates or replaces a deployment, persists it, and loads it.
     pub async fn put(&self, name: &str, spec: DeploymentSpec) -> Result<Arc<Deployment>, Error> {
         validate_name(name)?;

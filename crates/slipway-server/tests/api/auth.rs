@@ -142,3 +142,34 @@ async fn revoked_tokens_stop_working() {
         "listing must not reveal secrets: {list}"
     );
 }
+
+#[tokio::test]
+async fn roles_mount_only_their_routes() {
+    use slipway_server::config::Role;
+    let registry = crate::helpers::spawn_with(|c| c.role = Role::Registry).await;
+    assert_eq!(
+        registry
+            .get(
+                "/api/2.0/mlflow/experiments/get?experiment_id=0",
+                Some(ADMIN)
+            )
+            .await
+            .0,
+        200
+    );
+    assert_eq!(registry.get("/v2/models/x", Some(ADMIN)).await.0, 404);
+    let serving = crate::helpers::spawn_with(|c| c.role = Role::Serving).await;
+    assert_eq!(
+        serving
+            .get(
+                "/api/2.0/mlflow/experiments/get?experiment_id=0",
+                Some(ADMIN)
+            )
+            .await
+            .0,
+        404
+    );
+    let (status, body) = serving.get("/v2/health/ready", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serving.get("/api/v1/deployments", Some(ADMIN)).await.0, 200);
+}
