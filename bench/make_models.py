@@ -114,7 +114,10 @@ def build(out: Path, name: str, est, n_features: int, classifier: bool):
     sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     sample = np.random.default_rng(7).normal(size=(3, n_features)).astype(np.float32)
     sig = infer_signature(sample, est.predict(sample))
-    trusted = ["sklearn.tree._tree.Tree"] if "Forest" in type(est).__name__ else None
+    # mlflow 3 saves with skops, which wants the non-standard types listed (our own model).
+    import skops.io
+
+    trusted = skops.io.get_untrusted_types(data=skops.io.dumps(est)) or None
     mlflow.sklearn.save_model(
         est, str(d / "mlflow-sklearn"), signature=sig, skops_trusted_types=trusted
     )

@@ -3,7 +3,7 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{de_one_or_many, required, MlflowRequest};
-use crate::routes::{empty, page_size};
+use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
@@ -173,11 +173,7 @@ async fn search(
         view_type: parse_view_type(req.view_type.as_deref())?,
     };
     let page = s.store.search_experiments(&query).await?;
-    let mut body = json!({"experiments": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("experiments", page)))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::{de_enum_text, validate_tag};
-use crate::routes::{empty, page_size};
+use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -193,9 +193,5 @@ async fn search(
         .store
         .search_logged_models(&req.experiment_ids, &query)
         .await?;
-    let mut body = json!({"models": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("models", page)))
 }

@@ -101,6 +101,19 @@ pub fn empty() -> Response {
     (StatusCode::OK, Json(json!({}))).into_response()
 }
 
+/// A search response: `{"<key>": [...], "next_page_token": "..."}`, leaving
+/// out empty lists and absent tokens as protobuf's JSON does.
+pub fn paged<T: serde::Serialize>(key: &str, page: slipway_metadata::Page<T>) -> serde_json::Value {
+    let mut body = serde_json::Map::new();
+    if !page.items.is_empty() {
+        body.insert(key.to_string(), json!(page.items));
+    }
+    if let Some(t) = page.next_page_token {
+        body.insert("next_page_token".to_string(), serde_json::Value::String(t));
+    }
+    serde_json::Value::Object(body)
+}
+
 /// Validates and defaults a `max_results` parameter.
 pub fn page_size(
     state: &AppState,

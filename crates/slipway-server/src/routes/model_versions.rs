@@ -4,7 +4,7 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, de_opt_bool, required, MlflowRequest};
 use crate::routes::experiments::validate_tag;
-use crate::routes::{empty, page_size};
+use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
@@ -197,11 +197,7 @@ async fn search(
         ..Default::default()
     };
     let page = s.store.search_model_versions(&query).await?;
-    let mut body = json!({"model_versions": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("model_versions", page)))
 }
 
 /// Where a model version's files are: the logged model's artifact URI for

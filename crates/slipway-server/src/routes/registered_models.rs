@@ -4,7 +4,7 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::validate_tag;
-use crate::routes::{empty, page_size};
+use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
@@ -158,11 +158,7 @@ async fn search(
         ..Default::default()
     };
     let page = s.store.search_registered_models(&query).await?;
-    let mut body = json!({"registered_models": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("registered_models", page)))
 }
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::{de_enum_text, parse_view_type, preview, validate_tag};
-use crate::routes::{empty, page_size};
+use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
@@ -444,14 +444,7 @@ async fn search(
         view_type: parse_view_type(req.run_view_type.as_deref())?,
     };
     let page = s.store.search_runs(&req.experiment_ids, &query).await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["runs"] = json!(page.items);
-    }
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("runs", page)))
 }
 
 #[derive(Deserialize)]
@@ -483,9 +476,5 @@ async fn metric_history(
             req.page_token.as_deref().filter(|t| !t.is_empty()),
         )
         .await?;
-    let mut body = json!({"metrics": page.items});
-    if let Some(t) = page.next_page_token {
-        body["next_page_token"] = Value::String(t);
-    }
-    Ok(Json(body))
+    Ok(Json(paged("metrics", page)))
 }
