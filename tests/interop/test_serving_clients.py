@@ -172,7 +172,7 @@ def test_tritonclient_versions_and_errors(triton, predict_token, iris_reference)
 
 
 def test_kserve_rest_client_v2_all_iris_rows(demo_server, predict_token, iris_reference):
-    kserve = pytest.importorskip("kserve", reason="kserve not installed (tests/interop/requirements.txt)")
+    pytest.importorskip("kserve", reason="kserve not installed (tests/interop/requirements.txt)")
     from kserve import InferInput, InferRequest, InferenceRESTClient, RESTConfig
     from kserve.protocol.infer_type import RequestedOutput
 

@@ -18,6 +18,7 @@ import logging
 
 import numpy as np
 import pytest
+import requests
 
 import serving_models as sm
 from slipway_testlib import uniq
@@ -105,23 +106,23 @@ def test_deployment_status_and_metadata(tracking, model):
     assert body["status"]["state"] == "ready", body
     assert body["status"]["serving_version"] == "1" and body["status"]["target_version"] == "1", body
     assert body["status"]["error"] is None, body
-    listed = sm.requests.get(tracking.api("/api/v1/deployments"), headers=tracking.headers(), timeout=30).json()
+    listed = requests.get(tracking.api("/api/v1/deployments"), headers=tracking.headers(), timeout=30).json()
     assert d.deployment in [x["name"] for x in listed["deployments"]]
 
-    r = sm.requests.get(tracking.api(f"/v2/models/{d.deployment}"), headers=tracking.headers(), timeout=30)
+    r = requests.get(tracking.api(f"/v2/models/{d.deployment}"), headers=tracking.headers(), timeout=30)
     assert r.status_code == 200, r.text
     md = r.json()
     assert md["versions"] == ["1"]
     assert md["inputs"] == [{"name": d.built.input_name, "datatype": "FP32", "shape": [-1, d.built.n_features]}]
     assert {o["name"] for o in md["outputs"]} == set(d.built.output_names)
-    r = sm.requests.get(tracking.api(f"/v2/models/{d.deployment}/ready"), headers=tracking.headers(), timeout=30)
+    r = requests.get(tracking.api(f"/v2/models/{d.deployment}/ready"), headers=tracking.headers(), timeout=30)
     assert r.status_code == 200 and r.json()["ready"] is True, r.text
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_v2_predictions_equal_onnxruntime(tracking, model, binary):
     d = model
-    s = sm.requests.Session()
+    s = requests.Session()
     s.headers.update(tracking.headers())
     try:
         for i, xb in _batches(d.built.x):

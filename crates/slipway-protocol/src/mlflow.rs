@@ -70,7 +70,9 @@ impl ScoringFormat {
 /// A parsed scoring request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoringRequest {
-    /// The request form.
+    /// The request form, as far as it decides the response's shape: a
+    /// DataFrame whose columns are whole input tensors is reported as
+    /// [`ScoringFormat::Inputs`], since it answers like `inputs`.
     pub format: ScoringFormat,
     /// Input tensors, named after the signature's inputs.
     pub inputs: Vec<Tensor>,
@@ -163,14 +165,23 @@ pub fn parse_json(body: &[u8], sig: &Signature) -> Result<ScoringRequest, Protoc
     let params = obj.remove("params");
     let value = obj.remove(key).unwrap_or(Value::Null);
     let (format, inputs) = match key {
-        "dataframe_split" => (
-            ScoringFormat::DataframeSplit,
-            frame_to_tensors(split_frame(value)?, sig)?,
-        ),
-        "dataframe_records" => (
-            ScoringFormat::DataframeRecords,
-            frame_to_tensors(records_frame(value)?, sig)?,
-        ),
+        "dataframe_split" | "dataframe_records" => {
+            let frame = if key == "dataframe_split" {
+                split_frame(value)?
+            } else {
+                records_frame(value)?
+            };
+            // A frame whose columns are whole input tensors answers like
+            // `inputs` (a dict of outputs), as MLflow's scoring server does.
+            let format = if is_tensor_frame(&frame, sig) {
+                ScoringFormat::Inputs
+            } else if key == "dataframe_split" {
+                ScoringFormat::DataframeSplit
+            } else {
+                ScoringFormat::DataframeRecords
+            };
+            (format, frame_to_tensors(frame, sig)?)
+        }
         "instances" => (ScoringFormat::Instances, instances(value, sig)?),
         _ => (ScoringFormat::Inputs, inputs(value, sig)?),
     };
@@ -396,10 +407,23 @@ fn push_cell(out: &mut TensorData, v: &Value, text: bool) -> Result<(), String> 
     push_json_scalar(out, v, true)
 }
 
+/// Whether the frame's columns are whole input tensors (one column per model
+/// input) rather than features laid along a single input's last dimension.
+/// For a single-input model that is a lone column named after the input and
+/// holding one array per row, as MLflow's scoring server reads it.
+fn is_tensor_frame(frame: &Frame, sig: &Signature) -> bool {
+    if sig.inputs.len() != 1 {
+        return true;
+    }
+    frame.names.len() == 1
+        && frame.names[0].as_deref() == Some(sig.inputs[0].name.as_str())
+        && frame.columns[0].first().is_some_and(Value::is_array)
+}
+
 fn frame_to_tensors(frame: Frame, sig: &Signature) -> Result<Vec<Tensor>, ProtocolError> {
     let rows =
         i64::try_from(frame.rows).map_err(|e| ProtocolError::field(frame.field, e.to_string()))?;
-    if sig.inputs.len() == 1 {
+    if !is_tensor_frame(&frame, sig) {
         let spec = &sig.inputs[0];
         let order = single_input_columns(&frame, sig)?;
         let mut data = TensorData::with_capacity(spec.dtype, frame.rows * order.len());
