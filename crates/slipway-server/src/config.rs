@@ -627,6 +627,18 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_documented() {
+        let doc = include_str!("../../../docs/configuration.md");
+        let value = serde_json::to_value(Config::default()).unwrap();
+        for key in value.as_object().unwrap().keys() {
+            assert!(
+                doc.contains(&format!("| `{key}` |")),
+                "docs/configuration.md lacks setting `{key}`"
+            );
+        }
+    }
+
+    #[test]
     fn secrets_are_redacted() {
         let c = Config {
             admin_token: Some(Secret::new("supersecretsupersecret")),
