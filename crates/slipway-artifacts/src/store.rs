@@ -253,6 +253,7 @@ impl ArtifactStore {
         E: Into<BoxError>,
     {
         let final_key = path.to_object_path()?;
+        self.check_local_clash(path)?;
         let staged = self.commit == CommitMode::StageAndRename;
         let key = if staged {
             temp_key()
@@ -369,6 +370,32 @@ impl ArtifactStore {
     ) -> Result<PutOutcome, ArtifactError> {
         let body = futures::stream::once(async move { Ok::<_, std::convert::Infallible>(data) });
         self.put_stream(path, body, u64::MAX).await
+    }
+
+    /// On a local directory a file cannot share its path with a directory
+    /// (S3 allows both): refuse such uploads up front with a clear error
+    /// instead of a failed rename.
+    fn check_local_clash(&self, path: &ArtifactPath) -> Result<(), ArtifactError> {
+        let Backend::Local(root) = &self.backend else {
+            return Ok(());
+        };
+        if root.join(path.as_str()).is_dir() {
+            return Err(ArtifactError::invalid_path(
+                path.as_str(),
+                "a directory of that name exists; a file cannot replace it",
+            ));
+        }
+        let segments: Vec<&str> = path.segments().collect();
+        for i in 1..segments.len() {
+            let prefix = segments[..i].join("/");
+            if root.join(&prefix).is_file() {
+                return Err(ArtifactError::invalid_path(
+                    path.as_str(),
+                    &format!("'{prefix}' is a file, so it cannot hold other files"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Opens the file at `path` for streaming. A missing file, or a path that
