@@ -342,7 +342,7 @@ async fn infer_loaded(
             }
         },
     };
-    let req = match v2::decode_request(&bytes, header_len) {
+    let mut req = match v2::decode_request(&bytes, header_len) {
         Ok(r) => r,
         Err(e) => return v2_error(e.http_status(), e.to_string()),
     };
@@ -351,7 +351,7 @@ async fn infer_loaded(
     if let Err(e) = req.check_outputs(&names) {
         return v2_error(e.http_status(), e.to_string());
     }
-    let inputs = req.inputs.clone();
+    let inputs = std::mem::take(&mut req.inputs);
     let result = match loaded.worker.infer(inputs).await {
         Ok(r) => r,
         Err(e) => return runtime_error(name, &e),
