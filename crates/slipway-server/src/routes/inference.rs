@@ -371,13 +371,12 @@ async fn infer_loaded(
         Ok(e) => e,
         Err(e) => return v2_error(e.http_status(), e.to_string()),
     };
-    let mut resp = (StatusCode::OK, encoded.body.clone()).into_response();
+    let content_type = encoded.content_type();
+    let header_length = encoded.header_length;
+    let mut resp = (StatusCode::OK, encoded.body).into_response();
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(encoded.content_type()),
-    );
-    if let Some(n) = encoded.header_length {
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Some(n) = header_length {
         h.insert("inference-header-content-length", HeaderValue::from(n));
     }
     if let Ok(v) = HeaderValue::from_str(&loaded.version) {
