@@ -6,8 +6,8 @@ For each workload model (iris, rf, mlp) writes under OUT/<name>/:
   model.joblib          the fitted scikit-learn estimator (MLServer + mlserver-sklearn)
   model.onnx            skl2onnx conversion of the same estimator (Slipway, FastAPI + onnxruntime)
   mlflow-sklearn/       mlflow.sklearn.save_model of the same estimator (mlflow models serve)
-  mlserver/             MLServer model repository (model-settings.json + the joblib), two models:
-                        `<name>` (no adaptive batching) and `<name>-batched` (adaptive batching)
+  mlserver-plain/       MLServer model repository (model-settings.json + the joblib)
+  mlserver-batched/     the same with adaptive batching (max_batch_size 64, max_batch_time 1 ms)
   meta.json             feature count, input name, output names, onnx sha256
 
 Plus OUT/fleet/iris-NN.onnx: 20 distinct small iris models (different bootstrap samples),
@@ -83,10 +83,11 @@ def mlp_model():
     return mlp, 64
 
 
-def write_mlserver(repo: Path, name: str, joblib_path: Path, outputs: list[str]):
-    """One MLServer model repository with a plain and an adaptive-batching model."""
-    for model_name, batching in ((name, False), (f"{name}-batched", True)):
-        d = repo / model_name
+def write_mlserver(root: Path, name: str, joblib_path: Path):
+    """Two MLServer model repositories: plain, and with adaptive batching."""
+    for repo, batching in (("mlserver-plain", False), ("mlserver-batched", True)):
+        model_name = name
+        d = root / repo / model_name
         d.mkdir(parents=True, exist_ok=True)
         shutil.copy(joblib_path, d / "model.joblib")
         settings = {
@@ -122,7 +123,7 @@ def build(out: Path, name: str, est, n_features: int, classifier: bool):
         est, str(d / "mlflow-sklearn"), signature=sig, skops_trusted_types=trusted
     )
     outputs = ["predict", "predict_proba"] if classifier else ["predict"]
-    write_mlserver(d / "mlserver", name, d / "model.joblib", outputs)
+    write_mlserver(d, name, d / "model.joblib")
     meta = {
         "name": name,
         "n_features": n_features,
