@@ -28,7 +28,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use slipway_core::{Error, ErrorCode};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 /// Builds the whole HTTP application for the configured role.
@@ -70,7 +70,7 @@ pub fn router(state: AppState) -> Router {
                 .to_string();
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(request_id, telemetry::MakeRequestId::default()))
         .with_state(state)
 }
 
