@@ -27,7 +27,6 @@ import re
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,15 +38,11 @@ import requests
 from onnx import TensorProto, helper, numpy_helper
 
 from slipway_testlib import (
-    LISTEN_PREFIX,
     REPO_ROOT,
     START_TIMEOUT_S,
     ServerProcess,
-    _isolate_shared_stores,
-    _pump,
     auth_headers,
-    slipway_bin,
-    wait_ready,
+    start_server,
 )
 
 DEMO_DIR = REPO_ROOT / "models" / "demo" / "iris"
@@ -313,60 +308,8 @@ def start_server_with_demo(
     isolate: bool = True,
 ) -> ServerProcess:
     """``slipway up`` WITHOUT ``--no-demo`` (so the ``iris`` deployment exists), else like
-    ``slipway_testlib.start_server``: free port, inherited environment plus ``env``,
-    SLIPWAY_ADMIN_TOKEN set to ``admin_token`` or removed, own stores with ``isolate``."""
-    binary = slipway_bin()
-    if not binary.is_file():
-        raise RuntimeError(f"Slipway binary not found at {binary} (cargo build, or set SLIPWAY_BIN)")
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    child_env = dict(os.environ)
-    for k in ("SLIPWAY_URL", "SLIPWAY_TOKEN", "SLIPWAY_ADMIN_TOKEN", "SLIPWAY_NO_DEMO"):
-        child_env.pop(k, None)
-    if admin_token is not None:
-        child_env["SLIPWAY_ADMIN_TOKEN"] = admin_token
-    child_env.update(env or {})
-    if isolate:
-        _isolate_shared_stores(child_env, data_dir)
-    cmd = [str(binary), "up", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir)]
-    proc = subprocess.Popen(
-        cmd,
-        env=child_env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    server = ServerProcess(url="", proc=proc, data_dir=data_dir)
-    found = threading.Event()
-    url_box: list[str] = []
-
-    def on_line(line: str) -> None:
-        s = line.strip()
-        if not found.is_set() and s.startswith(LISTEN_PREFIX):
-            url_box.append(s[len(LISTEN_PREFIX):].strip())
-            found.set()
-
-    t_out = threading.Thread(target=_pump, args=(proc.stdout, server.stdout_lines, on_line), daemon=True)
-    t_err = threading.Thread(target=_pump, args=(proc.stderr, server.stderr_lines), daemon=True)
-    t_out.start()
-    t_err.start()
-    server._threads = [t_out, t_err]
-    deadline = time.monotonic() + timeout
-    while not found.wait(timeout=0.1):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            server.kill9()
-            raise RuntimeError(
-                f"server did not print {LISTEN_PREFIX}... (exit code {proc.returncode}); cmd={cmd}\n"
-                + server.output_tail()
-            )
-    server.url = url_box[0].rstrip("/")
-    try:
-        wait_ready(server.url, deadline=deadline, proc=proc)
-    except Exception:
-        server.kill9()
-        raise RuntimeError(f"server at {server.url} never became ready\n" + server.output_tail())
-    return server
+    ``slipway_testlib.start_server``."""
+    return start_server(data_dir, admin_token=admin_token, env=env, timeout=timeout, isolate=isolate, demo=True)
 
 
 _EXPORT_RE = re.compile(r"^export ([A-Z_][A-Z0-9_]*)=(.*)$")

@@ -135,6 +135,7 @@ def start_server(
     extra_args: list[str] | tuple[str, ...] = (),
     timeout: float = START_TIMEOUT_S,
     isolate: bool = True,
+    demo: bool = False,
 ) -> ServerProcess:
     """Starts `slipway up` on a free port with the given data dir and waits until it is ready.
 
@@ -147,6 +148,7 @@ def start_server(
     SLIPWAY_METADATA_URL, an s3:// SLIPWAY_ARTIFACT_ROOT), the server gets its own database and
     S3 prefix, both derived from ``data_dir`` so a restart on the same data dir finds its data
     again; a server started for one test then never disturbs the session's server.
+    With ``demo`` the server registers and deploys the demo model (no ``--no-demo``).
     """
     binary = slipway_bin()
     if not binary.is_file():
@@ -160,6 +162,7 @@ def start_server(
     child_env.pop("SLIPWAY_URL", None)
     child_env.pop("SLIPWAY_TOKEN", None)
     child_env.pop("SLIPWAY_ADMIN_TOKEN", None)
+    child_env.pop("SLIPWAY_NO_DEMO", None)
     if admin_token is not None:
         child_env["SLIPWAY_ADMIN_TOKEN"] = admin_token
     child_env.update(env or {})
@@ -172,7 +175,7 @@ def start_server(
         "127.0.0.1:0",
         "--data-dir",
         str(data_dir),
-        "--no-demo",
+        *([] if demo else ["--no-demo"]),
         *extra_args,
     ]
     proc = subprocess.Popen(

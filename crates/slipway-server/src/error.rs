@@ -40,18 +40,22 @@ pub fn render(protocol: Protocol, err: &Error) -> Response {
         Protocol::V2 => serde_json::json!({"error": err.message}),
     };
     let mut resp = (status, axum::Json(body)).into_response();
-    match err.code {
-        ErrorCode::Unauthenticated => {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"slipway\", Basic realm=\"slipway\""),
-            );
-        }
-        ErrorCode::RequestLimitExceeded | ErrorCode::TemporarilyUnavailable => {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        _ => {}
+    if err.code == ErrorCode::Unauthenticated {
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"slipway\", Basic realm=\"slipway\""),
+        );
+    }
+    with_retry_after(resp)
+}
+
+/// Adds `Retry-After: 1` to 429 and 503 responses (queue full, not ready),
+/// whatever protocol shaped the body.
+pub fn with_retry_after(mut resp: Response) -> Response {
+    let status = resp.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     resp
 }

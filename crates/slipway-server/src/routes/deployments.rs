@@ -132,16 +132,13 @@ fn scoring_error(status: u16, message: impl Into<String>) -> Response {
         _ => "INTERNAL_ERROR",
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (
-        status,
-        Json(json!({"error_code": code, "message": message.into()})),
+    crate::error::with_retry_after(
+        (
+            status,
+            Json(json!({"error_code": code, "message": message.into()})),
+        )
+            .into_response(),
     )
-        .into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    resp
 }
 
 fn scoring_runtime_error(deployment: &str, e: &RuntimeError) -> Response {

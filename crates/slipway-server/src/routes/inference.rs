@@ -53,12 +53,7 @@ pub fn routes() -> Router<AppState> {
 /// A V2 error response; 429 and 503 carry `Retry-After`.
 pub fn v2_error(status: u16, message: impl Into<String>) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut resp = (status, Json(json!({"error": message.into()}))).into_response();
-    if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    resp
+    crate::error::with_retry_after((status, Json(json!({"error": message.into()}))).into_response())
 }
 
 /// Maps a runtime error to a V2 response, logging server-side faults.
