@@ -17,4 +17,4 @@ if ! ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >
 fi
 echo "==> building slipway (release)" >&2
 cargo build --release --locked -p slipway >&2
-exec "$root/target/release/slipway" up "$@"
+exec "${CARGO_TARGET_DIR:-$root/target}/release/slipway" up "$@"
