@@ -4,7 +4,7 @@
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{read_body, MlflowRequest};
 use crate::routes::empty;
-use crate::routes::inference::{observe, observe_flags, resolve};
+use crate::routes::inference::{observe, observe_flags, resolve, runtime_failure};
 use crate::serving::DeploymentSpec;
 use crate::state::AppState;
 use axum::body::Body;
@@ -16,7 +16,6 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use slipway_core::Error;
 use slipway_protocol::mlflow;
-use slipway_runtime::RuntimeError;
 use std::time::Instant;
 
 /// Routes of this module (absolute paths).
@@ -107,7 +106,10 @@ async fn score(
     };
     let result = match loaded.worker.infer(req.inputs).await {
         Ok(r) => r,
-        Err(e) => return scoring_runtime_error(name, &e),
+        Err(e) => {
+            let (status, message) = runtime_failure(name, &e);
+            return scoring_error(status, message);
+        }
     };
     observe_flags(name, &loaded.version, result.validation.flagged);
     match mlflow::encode_predictions(req.format, &result.outputs) {
@@ -139,16 +141,4 @@ fn scoring_error(status: u16, message: impl Into<String>) -> Response {
         )
             .into_response(),
     )
-}
-
-fn scoring_runtime_error(deployment: &str, e: &RuntimeError) -> Response {
-    let status = e.http_status();
-    if status >= 500 && status != 503 {
-        tracing::error!(deployment, error = %e, "scoring failed");
-        return scoring_error(
-            status,
-            format!("scoring failed for '{deployment}'; see server logs"),
-        );
-    }
-    scoring_error(status, e.to_string())
 }

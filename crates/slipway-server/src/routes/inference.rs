@@ -58,15 +58,22 @@ pub fn v2_error(status: u16, message: impl Into<String>) -> Response {
 
 /// Maps a runtime error to a V2 response, logging server-side faults.
 pub fn runtime_error(deployment: &str, e: &RuntimeError) -> Response {
+    let (status, message) = runtime_failure(deployment, e);
+    v2_error(status, message)
+}
+
+/// Status and client-safe message for a runtime error: bad input and
+/// overload are explained; server-side faults are logged and not detailed.
+pub fn runtime_failure(deployment: &str, e: &RuntimeError) -> (u16, String) {
     let status = e.http_status();
     if status >= 500 && status != 503 {
         tracing::error!(deployment, error = %e, "inference failed");
-        return v2_error(
+        return (
             status,
             format!("inference failed for '{deployment}'; see server logs"),
         );
     }
-    v2_error(status, e.to_string())
+    (status, e.to_string())
 }
 
 async fn server_metadata() -> Json<Value> {
