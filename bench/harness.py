@@ -245,9 +245,9 @@ def deploy(base: str, dep: str, model: str, max_batch: int = 256) -> float:
 
 
 def run_wrk(url: str, body: Path, headers: dict, conns: int, seconds: int,
-            pids: list[int] | None = None) -> dict:
+            pids: list[int] | None = None, sticky: str = "") -> dict:
     hdr = "\n".join(f"{k}: {v}" for k, v in headers.items())
-    env = dict(os.environ, BENCH_BODY=str(body), BENCH_HEADERS=hdr)
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_HEADERS=hdr, BENCH_STICKY=sticky)
     cmd = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
            "--timeout", "10s", "-s", str(BENCH / "post.lua"), url]
     cpu0 = cpu_seconds(pids) if pids else 0.0
@@ -552,6 +552,169 @@ def slipway_extras(models: Path, cfg: dict) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- rollouts
+
+STICKY = "x-user-id"
+ROLLOUT_CELLS = [
+    # (key, deployment, concurrency, what)
+    ("plain-64", "iris-plain", 64, "plain deployment (one version)"),
+    ("split-64", "iris-split", 64, "fixed 90/10 split, sticky on x-user-id"),
+    ("canary-64", "iris-canary", 64, "canary rollout at its 10% step (split, sticky, step "
+                                     "statistics, paired runs of 25% of candidate requests)"),
+    ("plain-8", "iris-plain", 8, "plain deployment (one version)"),
+    ("shadow-8", "iris-shadow", 8, "shadow of the other version at fraction 1.0"),
+]
+
+
+def rollouts(models: Path, cfg: dict) -> dict:
+    """The rollout budgets: the same Slipway serving the same iris body through a plain
+    deployment, a sticky 90/10 split, a canary at 10% and a 100% shadow, cells interleaved.
+    Every cell sends the sticky header (cycling keys), the plain one ignores it."""
+    proc, base = start_slipway("rollouts", demo=False)
+    v1 = register_onnx(base, "iris", models / "iris" / "model.onnx", 4)
+    v2 = register_onnx(base, "iris", models / "fleet" / "iris-00.onnx", 4, alias=None)
+
+    def put(dep: str, extra: dict) -> None:
+        r = requests.put(f"{base}/api/v1/deployments/{dep}", headers=auth(), timeout=120,
+                         json={"model": "iris", "alias": "champion", "max_batch_size": 256,
+                               **extra})
+        if r.status_code >= 300:
+            raise RuntimeError(f"deploy {dep}: {r.status_code} {r.text[:300]}")
+
+    put("iris-plain", {})
+    put("iris-split", {"traffic": [{"version": v1, "weight": 90}, {"version": v2, "weight": 10}],
+                       "sticky_header": STICKY})
+    put("iris-canary", {"sticky_header": STICKY})
+    put("iris-shadow", {"shadow": {"version": v2, "fraction": 1.0}})
+    r = requests.post(f"{base}/api/v1/deployments/iris-canary/rollouts", headers=auth(),
+                      timeout=30, json={"candidate": {"version": v2}, "strategy": "canary",
+                                        "steps": [10, 100], "step_seconds": 86400,
+                                        "min_requests": 100_000_000})
+    if r.status_code >= 300:
+        raise RuntimeError(f"rollout: {r.status_code} {r.text[:300]}")
+    rollout_id = r.json()["id"]
+    body = WORK / "iris-b1-rollouts.json"
+    body.write_text(json.dumps({"inputs": [{"name": "float_input", "shape": [1, 4],
+                                            "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}))
+    hdrs = {**auth(), "Content-Type": "application/json"}
+    for dep in ("iris-plain", "iris-split", "iris-canary", "iris-shadow"):
+        wait_http(f"{base}/v2/models/{dep}/ready", 60, proc, headers=auth())
+    pids = proc_tree(proc.pid)
+    cells: dict[str, list[dict]] = {k: [] for k, *_ in ROLLOUT_CELLS}
+    reps = max(cfg["reps"], 5) if not cfg.get("quick") else 1
+    try:
+        for key, dep, c, _ in ROLLOUT_CELLS:
+            run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, c, cfg["warmup"], sticky=STICKY)
+        for rep in range(reps):
+            order = ROLLOUT_CELLS if rep % 2 == 0 else ROLLOUT_CELLS[::-1]
+            for key, dep, c, _ in order:
+                res = run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, c, cfg["duration"],
+                              pids, sticky=STICKY)
+                cells[key].append(res)
+                log(f"  rollouts rep {rep + 1} {key:<10} {res['rps']:>9.0f} req/s "
+                    f"p99 {res['p99_us'] / 1000:7.3f} ms  cpu/1k {res['cpu_per_1k']:.3f} s"
+                    f"  other load on core {res['foreign_core_share']:.0%}"
+                    + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
+        shadow = requests.get(f"{base}/api/v1/deployments/iris-shadow", headers=auth(),
+                              timeout=10).json().get("shadow")
+        ro = requests.get(f"{base}/api/v1/deployments/iris-canary/rollouts/{rollout_id}",
+                          headers=auth(), timeout=10).json()
+    finally:
+        stop(proc)
+    return {"cells": cells, "reps": reps, "duration": cfg["duration"], "shadow": shadow,
+            "rollout": {"state": ro.get("state"), "weights": ro.get("weights")},
+            "labels": {k: what for k, _, _, what in ROLLOUT_CELLS},
+            "versions": {"stable": v1, "other": v2}}
+
+
+# --------------------------------------------------------------------------- monitoring
+
+
+def metric_sum(base: str, name: str, **labels) -> float:
+    text = requests.get(f"{base}/metrics", headers=auth(), timeout=30).text
+    total = 0.0
+    for ln in text.splitlines():
+        if not ln.startswith(name + "{") and not ln.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in ln for k, v in labels.items()):
+            total += float(ln.rsplit(" ", 1)[1])
+    return total
+
+
+def monitoring(models: Path, cfg: dict) -> dict:
+    """The monitoring budget: the same iris batch-1 body through a deployment logging every
+    request (drift gauges refreshed every 10 s) and one with the log off, cells interleaved;
+    then 10 million rows logged (batch 256) with memory sampled, and the drift query timed."""
+    interval = 10
+    proc, base = start_slipway("monitoring", demo=False, env={
+        "SLIPWAY_MONITORING_INTERVAL_SECONDS": str(interval)})
+    register_onnx(base, "iris", models / "iris" / "model.onnx", 4)
+    for dep, fraction in (("iris-logged", 1.0), ("iris-unlogged", 0.0)):
+        r = requests.put(f"{base}/api/v1/deployments/{dep}", headers=auth(), timeout=120,
+                         json={"model": "iris", "alias": "champion", "max_batch_size": 256,
+                               "monitoring": {"log_fraction": fraction}})
+        if r.status_code >= 300:
+            raise RuntimeError(f"deploy {dep}: {r.status_code} {r.text[:300]}")
+    body = WORK / "iris-b1-monitoring.json"
+    body.write_text(json.dumps({"inputs": [{"name": "float_input", "shape": [1, 4],
+                                            "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}))
+    hdrs = {**auth(), "Content-Type": "application/json"}
+    pids = proc_tree(proc.pid)
+    cells: dict[str, list[dict]] = {"logged": [], "unlogged": []}
+    reps = 1 if cfg.get("quick") else max(cfg["reps"], 5)
+    out: dict = {"interval_s": interval, "reps": reps, "duration": cfg["duration"]}
+    try:
+        for dep in ("iris-logged", "iris-unlogged"):
+            run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, 64, cfg["warmup"])
+        for rep in range(reps):
+            order = ["logged", "unlogged"] if rep % 2 == 0 else ["unlogged", "logged"]
+            for key in order:
+                res = run_wrk(f"{base}/v2/models/iris-{key}/infer", body, hdrs, 64,
+                              cfg["duration"], pids)
+                cells[key].append(res)
+                log(f"  monitoring rep {rep + 1} {key:<9} {res['rps']:>9.0f} req/s "
+                    f"p99 {res['p99_us'] / 1000:7.3f} ms  cpu/1k {res['cpu_per_1k']:.3f} s"
+                    + (f"  ERRORS {res['errors']}" if res["errors"] else ""))
+        out["cells"] = cells
+        # volume: rows logged at batch 256 until the target, memory sampled
+        target = 200_000 if cfg.get("quick") else 10_000_000
+        rows = [[5.1 + (i % 7) * 0.1, 3.5, 1.4 + (i % 5) * 0.2, 0.2] for i in range(256)]
+        big = WORK / "iris-b256-monitoring.json"
+        big.write_text(json.dumps({"inputs": [{"name": "float_input", "shape": [256, 4],
+                                               "datatype": "FP32",
+                                               "data": [v for r in rows for v in r]}]}))
+        t0 = time.monotonic()
+        hwm, samples = 0, []
+        while True:
+            logged = metric_sum(base, "slipway_prediction_log_rows_total", deployment="iris-logged")
+            rss = status_kb(proc_tree(proc.pid), "VmRSS")
+            samples.append((round(time.monotonic() - t0, 1), int(logged), rss))
+            if logged >= target:
+                break
+            res = run_wrk(f"{base}/v2/models/iris-logged/infer", big, hdrs, 16, 10)
+            log(f"  monitoring volume: {logged:,.0f} rows logged, RSS {rss / 1024:.0f} MB, "
+                f"{res['rps'] * 256:,.0f} rows/s")
+            if time.monotonic() - t0 > 3600:
+                break
+        out["volume"] = {"target_rows": target, "rows": samples[-1][1],
+                         "seconds": round(time.monotonic() - t0, 1), "samples": samples,
+                         "peak_rss_kb": status_kb(proc_tree(proc.pid), "VmHWM"),
+                         "dropped": metric_sum(base, "slipway_prediction_log_dropped_rows_total"),
+                         "files": metric_sum(base, "slipway_prediction_log_files_total",
+                                             deployment="iris-logged")}
+        q0 = time.monotonic()
+        d = requests.get(f"{base}/api/v1/deployments/iris-logged/drift", headers=auth(),
+                         timeout=600)
+        out["drift_query_s"] = round(time.monotonic() - q0, 2)
+        out["drift_rows"] = d.json().get("current_count") if d.ok else None
+        out["peak_rss_after_drift_kb"] = status_kb(proc_tree(proc.pid), "VmHWM")
+        log(f"  drift over {out['drift_rows']} rows in {out['drift_query_s']} s; "
+            f"peak RSS {out['peak_rss_after_drift_kb'] / 1024:.0f} MB")
+    finally:
+        stop(proc)
+    return out
+
+
 # --------------------------------------------------------------------------- tracking
 
 
@@ -647,13 +810,15 @@ WORKLOADS = [
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smoke run: a couple of cells")
-    ap.add_argument("--only", default="", help="comma list of parts: serving,extras,tracking")
+    ap.add_argument("--only", default="",
+                    help="comma list of parts: serving,extras,rollouts,monitoring,tracking (the parts not "
+                         "run keep their figures from the last docs/bench/results.json)")
     ap.add_argument("--workloads", default="", help="comma list of workload keys")
     ap.add_argument("--command", default="bench/run")
     args = ap.parse_args()
     if args.quick:
         cfg = dict(reps=1, conc=[1, 64], warmup=1, duration=2, cold_reps=1, fleet=3,
-                   mem_load_s=1, swap_reps=1, track_metrics=1000, track_runs=200)
+                   mem_load_s=1, swap_reps=1, track_metrics=1000, track_runs=200, quick=True)
         wl = [WORKLOADS[0]]
     else:
         cfg = dict(reps=3, conc=[1, 8, 64], warmup=1, duration=int(os.environ.get("BENCH_SECONDS", 3)),
@@ -662,13 +827,15 @@ def main() -> None:
         wl = WORKLOADS
     if args.workloads:
         wl = [w for w in WORKLOADS if w["key"] in args.workloads.split(",")]
-    parts = set(args.only.split(",")) if args.only else {"serving", "extras", "tracking"}
+    parts = set(args.only.split(",")) if args.only else {"serving", "extras", "rollouts",
+                                                         "monitoring", "tracking"}
     models = ROOT / ".bench-venv" / "models"
     subprocess.run([str(VENV_BIN / "python"), str(BENCH / "make_models.py"), str(models)],
                    check=True)
     t_start = time.monotonic()
     results: dict = {"machine": machine(), "config": cfg, "command": args.command,
-                     "quick": args.quick, "workloads": [], "extras": None, "tracking": None}
+                     "quick": args.quick, "workloads": [], "extras": None, "rollouts": None,
+               "monitoring": None, "tracking": None}
     results["loadavg_start"] = Path("/proc/loadavg").read_text().split()[:3]
     log(f"work dir {WORK}")
     if "serving" in parts:
@@ -680,6 +847,18 @@ def main() -> None:
         except Exception as err:  # noqa: BLE001
             results["extras"] = {"error": str(err)}
             log(f"extras failed: {err}")
+    if "rollouts" in parts:
+        try:
+            results["rollouts"] = rollouts(models, cfg)
+        except Exception as err:  # noqa: BLE001
+            results["rollouts"] = {"error": str(err)}
+            log(f"rollouts failed: {err}")
+    if "monitoring" in parts:
+        try:
+            results["monitoring"] = monitoring(models, cfg)
+        except Exception as err:  # noqa: BLE001
+            results["monitoring"] = {"error": str(err)}
+            log(f"monitoring failed: {err}")
     if "tracking" in parts:
         try:
             results["tracking"] = tracking(cfg)
@@ -691,6 +870,26 @@ def main() -> None:
     stop_all()
     out_dir = ROOT / "docs" / "bench"
     out_dir.mkdir(parents=True, exist_ok=True)
+    prev_path = out_dir / "results.json"
+    if args.only and prev_path.exists() and not args.quick:
+        # a partial run: the other parts keep their last figures, each with its own run
+        prev = json.loads(prev_path.read_text())
+        # earlier partial runs whose parts this one measured again no longer show anywhere
+        results["partial_runs"] = [r for r in prev.get("partial_runs", [])
+                                   if not set(r["parts"]) <= set(parts)]
+        results["partial_runs"].append({"parts": sorted(parts), "command": args.command,
+                                        "date": results["machine"]["date"],
+                                        "elapsed_s": results["elapsed_s"],
+                                        "loadavg_start": results["loadavg_start"],
+                                        "loadavg_end": results["loadavg_end"]})
+        for key, part in (("workloads", "serving"), ("extras", "extras"),
+                          ("rollouts", "rollouts"), ("monitoring", "monitoring"),
+                          ("tracking", "tracking")):
+            if part not in parts and key in prev:
+                results[key] = prev[key]
+        for key in ("machine", "config", "command", "elapsed_s", "loadavg_start",
+                    "loadavg_end"):
+            results[key] = prev.get(key, results[key])
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     subprocess.run([str(VENV_BIN / "python"), str(BENCH / "report.py"),
                     str(out_dir / "results.json")], check=True)

@@ -1,6 +1,8 @@
 -- wrk script: POSTs one request body read from a file, for every contestant.
 --   BENCH_BODY     path of the body file (JSON or V2 binary-extension bytes)
 --   BENCH_HEADERS  optional extra headers, "Name: value" separated by "\n"
+--   BENCH_STICKY   optional header name: every request carries it with one of 10,007
+--                  cycling values ("user-N"), as clients of a sticky traffic split do
 -- At the end prints one line BENCH_RESULT {json} with exact latency percentiles
 -- (p50/p99/p99.9 in microseconds), request and error counts.
 local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
@@ -12,6 +14,16 @@ local extra = os.getenv("BENCH_HEADERS") or ""
 for line in string.gmatch(extra, "[^\n]+") do
   local name, value = string.match(line, "^([^:]+):%s*(.*)$")
   if name then wrk.headers[name] = value end
+end
+
+local sticky = os.getenv("BENCH_STICKY") or ""
+if sticky ~= "" then
+  local n = 0
+  request = function()
+    n = (n + 1) % 10007
+    wrk.headers[sticky] = "user-" .. n
+    return wrk.format()
+  end
 end
 
 function done(summary, latency, requests)

@@ -51,7 +51,7 @@ def ratio_median(a_runs, b_runs, key="rps"):
 def cell_stats(runs):
     return {
         "rps": med([r["rps"] for r in runs]),
-        "rows": med([r["rows_per_s"] for r in runs]),
+        "rows": med([r["rows_per_s"] for r in runs if "rows_per_s" in r]),
         "p50": med([r["p50_us"] / 1000 for r in runs]),
         "p99": med([r["p99_us"] / 1000 for r in runs]),
         "p999": med([r["p999_us"] / 1000 for r in runs]),
@@ -127,6 +127,10 @@ def main():
     add("## Machine and method")
     add("")
     add(f"- Command: `{res['command']}` (took {res['elapsed_s'] / 60:.1f} min), {m['date']}")
+    for pr in res.get("partial_runs", []):
+        add(f"- Later partial run: `{pr['command']}` ({', '.join(pr['parts'])}; took "
+            f"{pr['elapsed_s'] / 60:.1f} min), {pr['date']}; load average at start "
+            f"{' '.join(pr.get('loadavg_start', []))}, at end {' '.join(pr.get('loadavg_end', []))}")
     add(f"- Machine: {m['nproc']} cores, {m['cpu']}, {m['mem_gib']} GiB memory, "
         f"Linux {m['kernel']}; load average at start {' '.join(res.get('loadavg_start', []))}, "
         f"at end {' '.join(res.get('loadavg_end', []))}")
@@ -203,6 +207,32 @@ def main():
         tgt_rows.append(("RSS with the demo model < 80 MB",
                          f"{mb:.1f} MB peak under load (RSS now {ex['rss_demo_kb'] / 1024:.1f} MB)",
                          verdict(mb, 80.0, higher_better=False)))
+    ro = res.get("rollouts") or {}
+    if ro.get("cells"):
+        rc = ro["cells"]
+        for key, label in (("split-64", "a sticky 90/10 split"),
+                           ("canary-64", "a canary rollout at its 10% step")):
+            r = ratio_median(rc[key], rc["plain-64"])
+            cost = (1 - r) * 100 if r is not None else None
+            tgt_rows.append((f"iris batch 1, V2 JSON, c=64: {label} costs ≤ 5% of a plain "
+                             f"deployment's throughput",
+                             f"{fmt(cost, 1)}% (ratio {fmt(r, 3)})",
+                             verdict(cost, 5.0, higher_better=False) if cost is not None
+                             and cost > 0 else "**met** (no measurable cost)"))
+        r = ratio_median(rc["shadow-8"], rc["plain-8"], "p99_us")
+        tgt_rows.append(("iris batch 1, V2 JSON, c=8: a shadow at fraction 1.0 leaves p99 "
+                         "within 10% of no shadow",
+                         f"{fmt((r - 1) * 100, 1)}% (ratio {fmt(r, 3)})",
+                         verdict(r, 1.10, higher_better=False)))
+    mo = res.get("monitoring") or {}
+    if mo.get("cells"):
+        r = ratio_median(mo["cells"]["logged"], mo["cells"]["unlogged"])
+        cost = (1 - r) * 100 if r is not None else None
+        tgt_rows.append(("iris batch 1, V2 JSON, c=64: prediction log at 100% + drift costs ≤ 10% "
+                         "of the same deployment's throughput with monitoring off",
+                         f"{fmt(cost, 1)}% (ratio {fmt(r, 3)})",
+                         verdict(cost, 10.0, higher_better=False) if cost is not None
+                         and cost > 0 else "**met** (no measurable cost)"))
     tr = res.get("tracking") or {}
     if tr.get("slipway") and tr.get("mlflow"):
         for key, name in (("log", "log 10,000 metrics (20 parallel runs)"),
@@ -302,6 +332,102 @@ def main():
     else:
         add("Not run.")
     add("")
+
+    # ---- rollouts
+    add("## Rollouts: split, canary and shadow on the request path")
+    add("")
+    if ro.get("error"):
+        add(f"Not measured: {ro['error']}")
+    elif ro.get("cells"):
+        rc = ro["cells"]
+        add(f"One Slipway (core 1) serving the iris batch-1 V2 JSON body through four "
+            f"deployments of the same registered model: plain, a fixed 90/10 split between "
+            f"versions {ro['versions']['stable']} and {ro['versions']['other']} with "
+            f"`sticky_header`, a canary rollout held at its 10% step, and a shadow of version "
+            f"{ro['versions']['other']} at fraction 1.0. Every cell sends `x-user-id` with "
+            f"10,007 cycling keys (the plain and shadow deployments ignore it). "
+            f"{ro['reps']} repetitions of {ro['duration']} s per cell, the cells interleaved "
+            f"(the order reversed every other repetition); medians, ratios are medians of the "
+            f"per-repetition ratios.")
+        add("")
+        add("| cell | c | req/s | p50 ms | p99 ms | p99.9 ms | CPU s/1k req | ÷ plain (req/s) "
+            "| ÷ plain (p99) |")
+        add("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for key, what in ro["labels"].items():
+            s = cell_stats(rc[key])
+            c = key.split("-")[1]
+            base = rc[f"plain-{c}"]
+            vr = ratio_median(rc[key], base) if not key.startswith("plain") else None
+            vp = ratio_median(rc[key], base, "p99_us") if not key.startswith("plain") else None
+            err = f" ⚠ {s['errors']} errors" if s["errors"] else ""
+            add(f"| {what}{err} | {c} | {fmt(s['rps'])} | {fmt(s['p50'], 3)} | "
+                f"{fmt(s['p99'], 3)} | {fmt(s['p999'], 3)} | {fmt(s['cpu'], 3)} | "
+                f"{fmt(vr, 3) + 'x' if vr else '1x'} | {fmt(vp, 3) + 'x' if vp else '1x'} |")
+        add("")
+        sh = ro.get("shadow") or {}
+        if sh:
+            add(f"The shadow over the whole run: {sh.get('mirrored', 0):,} copies run, "
+                f"{sh.get('dropped', 0):,} dropped (queue full), {sh.get('errors', 0)} errors, "
+                f"agreement {fmt(sh.get('agreement'), 3)}, shadow latency p99 "
+                f"{fmt(sh.get('latency_p99_ms'), 3)} ms.")
+        ost = ro.get("rollout") or {}
+        if ost:
+            add(f"The canary stayed `{ost.get('state')}` at weights {ost.get('weights')}.")
+    else:
+        add("Not run.")
+    add("")
+
+    # ---- monitoring
+    add("## Monitoring: the prediction log and drift on the request path")
+    add("")
+    if mo.get("error"):
+        add(f"Not measured: {mo['error']}")
+    elif mo.get("cells"):
+        add(f"One Slipway (core 1), two deployments of the same iris model: one writing every "
+            f"request to the prediction log (`monitoring.log_fraction` 1.0; the drift and "
+            f"accuracy gauges refreshed every {mo['interval_s']} s by the lease holder, reading "
+            f"the log), one with the log off (0). {mo['reps']} interleaved repetitions of "
+            f"{mo['duration']} s at c=64 (batch 1); medians.")
+        add("")
+        add("| deployment | req/s | p50 ms | p99 ms | CPU s/1k req | ÷ log off (req/s) |")
+        add("|---|---:|---:|---:|---:|---:|")
+        for key, what in (("logged", "log at 100%, drift on"), ("unlogged", "log off")):
+            s = cell_stats(mo["cells"][key])
+            vr = ratio_median(mo["cells"][key], mo["cells"]["unlogged"])
+            err = f" ⚠ {s['errors']} errors" if s["errors"] else ""
+            add(f"| {what}{err} | {fmt(s['rps'])} | {fmt(s['p50'], 3)} | {fmt(s['p99'], 3)} | "
+                f"{fmt(s['cpu'], 3)} | {fmt(vr, 3)}x |")
+        add("")
+        v = mo.get("volume") or {}
+        if v:
+            rss = [x[2] for x in v["samples"]]
+            add(f"Volume: {v['rows']:,} rows logged (batch 256 at c=16) in {v['seconds']:.0f} s, "
+                f"{v['files']:,.0f} Parquet files, {v['dropped']:,.0f} rows dropped. RSS while "
+                f"logging: {min(rss) / 1024:.0f}–{max(rss) / 1024:.0f} MB (sampled every ~10 s); "
+                f"peak RSS {v['peak_rss_kb'] / 1024:.0f} MB. A drift query over the default "
+                f"window ({mo.get('drift_rows') or 0:,} rows) took {mo.get('drift_query_s')} s; "
+                f"peak RSS after it {mo.get('peak_rss_after_drift_kb', 0) / 1024:.0f} MB.")
+    else:
+        add("Not run.")
+    add("")
+
+    # ---- backup and recovery (bench/recovery writes one file per store size)
+    add("## Backup and recovery")
+    add("")
+    recs = sorted(out_dir.glob("recovery-*.md"),
+                  key=lambda p: int(p.name.split("-")[1].removesuffix("runs")))
+    if recs:
+        add("Written by `bench/recovery` (not by `bench/run`): a store populated through the "
+            "API, backed up to S3 with the server running, backed up again, verified, "
+            "restored into PostgreSQL + S3, and recovered from nothing (empty stores, `slipway "
+            "up --restore-from`) to the demo deployment's first prediction.")
+        add("")
+        for p in recs:
+            lines.extend(p.read_text().rstrip("\n").split("\n"))
+            add("")
+    else:
+        add("Not measured yet: run `bench/recovery`.")
+        add("")
 
     # ---- tracking
     add("## Tracking")

@@ -4,7 +4,8 @@
 # demo model deployed. Prints the URL, the one-time admin token and a
 # ready-to-paste prediction command. Extra arguments go to `slipway up`.
 # ONNX Runtime comes from the `onnxruntime` wheel on PyPI, installed into the
-# project's .venv (nothing is downloaded at run time).
+# project's .venv, and the MLflow UI from the `mlflow` wheel (web app only)
+# into ./.mlflow-ui (nothing is downloaded at run time).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +16,7 @@ if ! ls "$venv"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so* >
   ort=$(grep -E '^onnxruntime==' tests/interop/requirements.txt)
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$ort"
 fi
+scripts/ensure-mlflow-ui.sh
 echo "==> building slipway (release)" >&2
 cargo build --release --locked -p slipway >&2
 exec "${CARGO_TARGET_DIR:-$root/target}/release/slipway" up "$@"

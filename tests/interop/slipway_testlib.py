@@ -334,3 +334,27 @@ def files_under(root: Path) -> list[Path]:
         for f in files:
             out.append(Path(dirpath) / f)
     return out
+
+
+FIGURES_DIR = Path(os.environ.get("SLIPWAY_TEST_FIGURES_DIR") or REPO_ROOT / "target" / "test-figures")
+
+
+def store_pair() -> str:
+    """The store pair the servers of this run use, as in ``sqlite+local``, ``postgres+s3``."""
+    metadata = "postgres" if os.environ.get("SLIPWAY_METADATA_URL", "").startswith("postgres") else "sqlite"
+    artifacts = "s3" if os.environ.get("SLIPWAY_ARTIFACT_ROOT", "").startswith("s3://") else "local"
+    return f"{metadata}+{artifacts}"
+
+
+def record_figures(test: str, lines: list[str]) -> None:
+    """Reports the figures of a passing test: printed, and written as ``FIGURES:`` lines to
+    ``target/test-figures/interop-<test>-<store pair>.txt``, which scripts/test.sh prints at the
+    end of a run (pytest hides the output of passing tests)."""
+    pair = store_pair()
+    text = "".join(f"FIGURES: interop::{test} ({pair}): {line}\n" for line in lines)
+    print("\n" + text, end="")
+    try:
+        FIGURES_DIR.mkdir(parents=True, exist_ok=True)
+        (FIGURES_DIR / f"interop-{test}-{pair}.txt").write_text(text)
+    except OSError as e:  # the figures are still on stdout
+        print(f"could not write figures of {test} to {FIGURES_DIR}: {e}")

@@ -23,7 +23,7 @@ mod store;
 
 pub use config::{ArtifactStoreConfig, DEFAULT_S3_REGION, S3_ENDPOINT_ENV};
 pub use error::{ArtifactError, BoxError};
-pub use path::{ArtifactPath, MAX_PATH_BYTES, RESERVED_PREFIX};
+pub use path::{ArtifactPath, MAX_PATH_BYTES, MAX_SEGMENT_BYTES, RESERVED_PREFIX};
 pub use store::{
     ArtifactMeta, ArtifactStore, CommitMode, Download, FileInfo, PutOutcome, TEMP_DIR,
 };

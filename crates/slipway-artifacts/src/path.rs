@@ -14,6 +14,8 @@ use crate::error::ArtifactError;
 
 /// Longest accepted path, in bytes of UTF-8 (S3's own key limit is 1024 bytes).
 pub const MAX_PATH_BYTES: usize = 1024;
+/// Longest segment (file or directory name), in bytes: `NAME_MAX` of Linux file systems.
+pub const MAX_SEGMENT_BYTES: usize = 255;
 
 /// Segment prefix reserved for Slipway's own objects (temporary uploads live
 /// under `.slipway-tmp/`). Client paths may not use it in any segment, and
@@ -41,8 +43,9 @@ impl ArtifactPath {
     /// backslashes; `#` (as MLflow's `validate_path_is_safe`); NUL and other
     /// control characters; remaining `%2e`/`%2f`/`%5c`/`%00` encodings
     /// (double-encoded traversal); empty (`a//b`), `.` and `..` segments;
-    /// segments starting with [`RESERVED_PREFIX`]; and paths over
-    /// [`MAX_PATH_BYTES`] bytes.
+    /// segments starting with [`RESERVED_PREFIX`]; segments over
+    /// [`MAX_SEGMENT_BYTES`] bytes (no file system stores a longer name);
+    /// and paths over [`MAX_PATH_BYTES`] bytes.
     pub fn parse(raw: &str) -> Result<Self, ArtifactError> {
         let reject = |rule: &str| Err(ArtifactError::invalid_path(raw, rule));
         if raw.is_empty() {
@@ -83,6 +86,15 @@ impl ArtifactPath {
                 "." | ".." => return reject("'.' and '..' segments are not allowed"),
                 s if s.starts_with(RESERVED_PREFIX) => {
                     return reject("segments starting with '.slipway' are reserved")
+                }
+                s if s.len() > MAX_SEGMENT_BYTES => {
+                    return Err(ArtifactError::invalid_path(
+                        raw,
+                        &format!(
+                            "a path segment is {} bytes long; each file or directory name may have at most {MAX_SEGMENT_BYTES} bytes",
+                            s.len()
+                        ),
+                    ))
                 }
                 _ => {}
             }
@@ -175,7 +187,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_paths_naming_path_and_rule() {
-        let long = "a".repeat(MAX_PATH_BYTES + 1);
+        let long = format!("{}/", "a".repeat(200)).repeat(6);
+        let long_name = format!("dir/{}", "n".repeat(MAX_SEGMENT_BYTES + 1));
         let cases: &[(&str, &str)] = &[
             ("", "empty"),
             ("/", "absolute"),
@@ -199,6 +212,7 @@ mod tests {
             ("a%5cb", "double encoding"),
             ("a#1", "'#'"),
             (&long, "1024"),
+            (&long_name, "at most 255 bytes"),
         ];
         for (bad, rule) in cases {
             let err = ArtifactPath::parse(bad).unwrap_err();
@@ -221,8 +235,13 @@ mod tests {
     }
 
     #[test]
-    fn exactly_max_length_is_accepted() {
-        let p = "a".repeat(MAX_PATH_BYTES);
+    fn exactly_max_lengths_are_accepted() {
+        let name = "a".repeat(MAX_SEGMENT_BYTES);
+        assert!(ArtifactPath::parse(&name).is_ok());
+        let mut p = [name.as_str(); 4].join("/");
+        p.push('/');
+        p.push_str(&"b".repeat(MAX_PATH_BYTES - p.len()));
+        assert_eq!(p.len(), MAX_PATH_BYTES);
         assert!(ArtifactPath::parse(&p).is_ok());
     }
 }

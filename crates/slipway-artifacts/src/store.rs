@@ -122,6 +122,7 @@ pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
     backend: Backend,
     location: String,
+    endpoint: Option<String>,
     commit: CommitMode,
     part_size: usize,
     concurrency: usize,
@@ -144,12 +145,14 @@ impl ArtifactStore {
     /// no network I/O; use [`ArtifactStore::check`] to probe an S3 store.
     pub fn open(cfg: &ArtifactStoreConfig) -> Result<Self, ArtifactError> {
         let root = cfg.root.trim();
+        let mut endpoint = None;
         let (store, backend, location, commit): (Arc<dyn ObjectStore>, _, _, _) = if let Some(
             rest,
         ) =
             root.strip_prefix("s3://")
         {
-            let (store, location) = open_s3(rest, cfg)?;
+            let (store, location, ep) = open_s3(rest, cfg)?;
+            endpoint = ep;
             (store, Backend::Remote, location, CommitMode::Direct)
         } else if let Some(rest) = root.strip_prefix("file://") {
             let (store, dir) = open_local(FsPath::new(rest))?;
@@ -180,6 +183,7 @@ impl ArtifactStore {
             store,
             backend,
             location,
+            endpoint,
             commit,
             part_size: cfg.multipart_part_size.max(MIN_PART_SIZE),
             concurrency: cfg.multipart_concurrency.max(1),
@@ -195,6 +199,7 @@ impl ArtifactStore {
             location: store.to_string(),
             store,
             backend: Backend::Remote,
+            endpoint: None,
             commit,
             part_size: defaults.multipart_part_size,
             concurrency: defaults.multipart_concurrency,
@@ -215,6 +220,12 @@ impl ArtifactStore {
     /// Where the store lives, for logs: a directory path or `s3://bucket/prefix`.
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The S3 endpoint in use, when one was configured (none for AWS and
+    /// local stores).
+    pub fn endpoint(&self) -> Option<&str> {
+        self.endpoint.as_deref()
     }
 
     /// The underlying object store, scoped to the artifact root. Bypasses
@@ -734,10 +745,10 @@ fn open_local(dir: &FsPath) -> Result<(LocalFileSystem, PathBuf), ArtifactError>
     Ok((store, canonical))
 }
 
-fn open_s3(
-    rest: &str,
-    cfg: &ArtifactStoreConfig,
-) -> Result<(Arc<dyn ObjectStore>, String), ArtifactError> {
+/// An opened S3 store: the store, its location and the endpoint in use.
+type OpenedS3 = (Arc<dyn ObjectStore>, String, Option<String>);
+
+fn open_s3(rest: &str, cfg: &ArtifactStoreConfig) -> Result<OpenedS3, ArtifactError> {
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let prefix = prefix.trim_matches('/');
     if bucket.is_empty() {
@@ -760,13 +771,14 @@ fn open_s3(
                 .ok()
                 .filter(|e| !e.trim().is_empty())
         });
-    let endpoint = endpoint.or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
-    if let Some(endpoint) = endpoint {
-        let endpoint = endpoint.trim().trim_end_matches('/').to_owned();
+    let endpoint = endpoint
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint))
+        .map(|e| e.trim().trim_end_matches('/').to_owned());
+    if let Some(endpoint) = &endpoint {
         builder = builder
             .with_allow_http(endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false)
-            .with_endpoint(endpoint);
+            .with_endpoint(endpoint.clone());
     }
     if let Some(region) = cfg.s3_region.as_deref().filter(|r| !r.is_empty()) {
         builder = builder.with_region(region);
@@ -789,7 +801,7 @@ fn open_s3(
     } else {
         Arc::new(PrefixStore::new(s3, prefix_path))
     };
-    Ok((store, location))
+    Ok((store, location, endpoint))
 }
 
 /// Removes entries of the local temp directory older than `cutoff`,

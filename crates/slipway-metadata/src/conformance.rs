@@ -20,8 +20,8 @@ use slipway_core::{
 
 use crate::search::{self, Clause, Comparator, Entity, FilterValue, OrderBy, Target};
 use crate::{
-    ArtifactDigest, MetadataStore, NewLoggedModel, NewModelVersion, NewRun, Result, SearchQuery,
-    TokenRecord, ViewType,
+    ArtifactDigest, BackupRunRecord, BackupRunResult, MetadataStore, NewLoggedModel,
+    NewModelVersion, NewRun, Result, SearchQuery, SessionRecord, TokenRecord, ViewType,
 };
 
 /// Runs every check of the suite against `store`.
@@ -43,7 +43,11 @@ pub async fn run_all(store: Arc<dyn MetadataStore>) {
     logged_models(s).await;
     artifact_digests(s).await;
     tokens(s).await;
+    sessions(s).await;
     settings_and_deployments(s).await;
+    rollouts(s).await;
+    backup_runs(s).await;
+    leases(store.clone()).await;
     concurrent_log_batch(store.clone()).await;
 }
 
@@ -2133,6 +2137,99 @@ pub async fn tokens(s: &dyn MetadataStore) {
         .is_none());
 }
 
+/// Browser sessions: found by id hash with their token until they expire,
+/// are deleted or their token is revoked; expired ones are swept.
+pub async fn sessions(s: &dyn MetadataStore) {
+    let token = TokenRecord {
+        id: uniq("tok"),
+        name: "browser".into(),
+        secret_hash: new_id(),
+        scopes: vec!["read".into()],
+        created_at: 1000,
+        revoked_at: None,
+    };
+    s.create_token(&token).await.expect("create token");
+    let session = |expires_at: i64| SessionRecord {
+        id_hash: new_id(),
+        token_id: token.id.clone(),
+        created_at: 5_000,
+        expires_at,
+    };
+    let live = session(10_000);
+    s.create_session(&live).await.expect("create session");
+    assert_code(
+        s.create_session(&live).await,
+        ErrorCode::ResourceAlreadyExists,
+        "duplicate session",
+    );
+    assert_code(
+        s.create_session(&SessionRecord {
+            token_id: uniq("no-such-token"),
+            ..session(10_000)
+        })
+        .await,
+        ErrorCode::ResourceDoesNotExist,
+        "session of an unknown token",
+    );
+    let (found, by) = s
+        .find_session(&live.id_hash, 9_999)
+        .await
+        .expect("find")
+        .expect("live session found");
+    assert_eq!(found, live);
+    assert_eq!(by, token, "the session carries its token");
+    assert!(
+        s.find_session(&live.id_hash, 10_000)
+            .await
+            .expect("find")
+            .is_none(),
+        "a session is gone at its expiry"
+    );
+    assert!(s.find_session("unknown", 0).await.expect("find").is_none());
+
+    // sign-out ends one session
+    let other = session(10_000);
+    s.create_session(&other).await.expect("create");
+    s.delete_session(&other.id_hash).await.expect("delete");
+    s.delete_session(&other.id_hash)
+        .await
+        .expect("delete twice");
+    assert!(s
+        .find_session(&other.id_hash, 0)
+        .await
+        .expect("find")
+        .is_none());
+
+    // expired sessions are swept, live ones stay
+    let old = session(6_000);
+    s.create_session(&old).await.expect("create");
+    let swept = s.delete_expired_sessions(7_000).await.expect("sweep");
+    assert!(swept >= 1, "swept {swept}");
+    assert!(s
+        .find_session(&old.id_hash, 0)
+        .await
+        .expect("find")
+        .is_none());
+    assert!(s
+        .find_session(&live.id_hash, 7_000)
+        .await
+        .expect("find")
+        .is_some());
+
+    // revoking the token ends its sessions
+    s.revoke_token(&token.id).await.expect("revoke");
+    assert!(s
+        .find_session(&live.id_hash, 0)
+        .await
+        .expect("find")
+        .is_none());
+    assert_code(
+        s.create_session(&session(10_000)).await,
+        ErrorCode::ResourceDoesNotExist,
+        "session of a revoked token",
+    );
+}
+
 /// Settings and deployments.
 pub async fn settings_and_deployments(s: &dyn MetadataStore) {
     let key = uniq("setting");
@@ -2181,6 +2278,225 @@ pub async fn settings_and_deployments(s: &dyn MetadataStore) {
         ErrorCode::ResourceDoesNotExist,
         "delete twice",
     );
+}
+
+/// Backup runs: each recorded once, read back field by field as the latest
+/// run, the latest success and the latest verified run, and counted in the
+/// totals. (Other runs in a shared database are older: these finish in the
+/// far future.)
+pub async fn backup_runs(s: &dyn MetadataStore) {
+    let before = s.backup_run_summary().await.expect("summary");
+    let base = before
+        .last
+        .as_ref()
+        .map_or(0, |r| r.finished_at)
+        .max(4_000_000_000_000)
+        + 1_000;
+    let run = |finished_at: i64, result: BackupRunResult| BackupRunRecord {
+        id: uniq("backup-run"),
+        started_at: finished_at - 500,
+        finished_at,
+        result,
+        started_by: "cli".into(),
+        holder: "host:123".into(),
+        location: "s3://bucket/backups".into(),
+        backup_id: None,
+        size_bytes: None,
+        copied_bytes: 0,
+        pruned: 0,
+        verified: None,
+        error: None,
+    };
+    let verified = BackupRunRecord {
+        backup_id: Some("20261201T031700Z-0004f2a9c".into()),
+        size_bytes: Some(12_345_678_901),
+        copied_bytes: 50,
+        pruned: 2,
+        verified: Some(true),
+        ..run(base + 1, BackupRunResult::Success)
+    };
+    let unverified = BackupRunRecord {
+        backup_id: Some("20261201T031800Z-0004f2a9d".into()),
+        size_bytes: Some(200),
+        started_by: "schedule".into(),
+        ..run(base + 2, BackupRunResult::Success)
+    };
+    let failed = BackupRunRecord {
+        error: Some("backup to s3://bucket/backups failed: access denied".into()),
+        ..run(base + 3, BackupRunResult::Failure)
+    };
+    for r in [&verified, &unverified, &failed] {
+        s.record_backup_run(r).await.expect("record backup run");
+    }
+    assert_code(
+        s.record_backup_run(&failed).await,
+        ErrorCode::ResourceAlreadyExists,
+        "the same run twice",
+    );
+    let after = s.backup_run_summary().await.expect("summary");
+    assert_eq!(after.last.as_ref(), Some(&failed), "latest run");
+    assert_eq!(
+        after.last_success.as_ref(),
+        Some(&unverified),
+        "latest success"
+    );
+    assert_eq!(
+        after.last_verified.as_ref(),
+        Some(&verified),
+        "latest verified"
+    );
+    assert_eq!(after.successes, before.successes + 2, "successes");
+    assert_eq!(after.failures, before.failures + 1, "failures");
+    assert_eq!(after.copied_bytes, before.copied_bytes + 50, "copied bytes");
+    assert_eq!(after.pruned, before.pruned + 2, "pruned");
+}
+
+/// Rollouts: one active per deployment, optimistic updates by revision,
+/// newest first, per-replica step statistics replaced in place.
+pub async fn rollouts(s: &dyn MetadataStore) {
+    let dep = uniq("dep");
+    let rec = |id: &str| crate::RolloutRecord {
+        id: id.to_string(),
+        deployment: dep.clone(),
+        state: "progressing".into(),
+        active: true,
+        body: serde_json::json!({"strategy": "canary", "steps": [5, 50]}),
+        revision: 0,
+        created_at: slipway_core::now_millis(),
+        updated_at: slipway_core::now_millis(),
+    };
+    let a = uniq("ro");
+    s.create_rollout(&rec(&a)).await.expect("create");
+    assert_code(
+        s.create_rollout(&rec(&uniq("ro"))).await,
+        ErrorCode::ResourceAlreadyExists,
+        "a second active rollout",
+    );
+    let got = s.get_rollout(&a).await.expect("get");
+    assert_eq!(got.body["steps"], serde_json::json!([5, 50]));
+    assert!(got.active && got.revision == 0);
+    let mut next = got.clone();
+    next.body["step"] = serde_json::json!(1);
+    let updated = s.update_rollout(&next).await.expect("update");
+    assert_eq!(updated.revision, 1);
+    assert_code(
+        s.update_rollout(&next).await,
+        ErrorCode::InvalidState,
+        "a stale revision",
+    );
+    assert_eq!(s.get_rollout(&a).await.expect("get").body["step"], 1);
+    assert!(s
+        .active_rollouts()
+        .await
+        .expect("active")
+        .iter()
+        .any(|r| r.id == a));
+    let mut done = updated.clone();
+    done.state = "promoted".into();
+    done.active = false;
+    s.update_rollout(&done).await.expect("finish");
+    assert!(!s
+        .active_rollouts()
+        .await
+        .expect("active")
+        .iter()
+        .any(|r| r.id == a));
+    tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+    let b = uniq("ro");
+    s.create_rollout(&rec(&b))
+        .await
+        .expect("a new one once the first is done");
+    let ids: Vec<String> = s
+        .list_rollouts(&dep)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, vec![b.clone(), a.clone()], "newest first");
+    assert_code(
+        s.get_rollout("nope").await,
+        ErrorCode::ResourceDoesNotExist,
+        "unknown rollout",
+    );
+
+    s.put_rollout_stats(&b, 0, "r1", &serde_json::json!({"n": 1}))
+        .await
+        .expect("stats");
+    s.put_rollout_stats(&b, 0, "r2", &serde_json::json!({"n": 2}))
+        .await
+        .expect("stats");
+    s.put_rollout_stats(&b, 0, "r1", &serde_json::json!({"n": 3}))
+        .await
+        .expect("replace");
+    s.put_rollout_stats(&b, 1, "r1", &serde_json::json!({"n": 9}))
+        .await
+        .expect("next step");
+    let step0 = s.get_rollout_stats(&b, 0).await.expect("get stats");
+    assert_eq!(
+        step0,
+        vec![
+            ("r1".to_string(), serde_json::json!({"n": 3})),
+            ("r2".to_string(), serde_json::json!({"n": 2}))
+        ]
+    );
+}
+
+/// Leases: one holder at a time, renewals, release, takeover after expiry,
+/// and exactly one winner among concurrent claimants.
+pub async fn leases(store: Arc<dyn MetadataStore>) {
+    let s = store.as_ref();
+    let name = uniq("lease");
+    assert_eq!(s.get_lease(&name).await.expect("get"), None);
+    assert!(s.acquire_lease(&name, "a", 60_000).await.expect("a takes"));
+    assert!(!s
+        .acquire_lease(&name, "b", 60_000)
+        .await
+        .expect("b refused"));
+    assert!(s.acquire_lease(&name, "a", 60_000).await.expect("a renews"));
+    let held = s.get_lease(&name).await.expect("get").expect("held");
+    assert_eq!(held.holder, "a");
+    assert!(held.expires_at > slipway_core::now_millis());
+    s.release_lease(&name, "b")
+        .await
+        .expect("b cannot release a's");
+    assert!(!s
+        .acquire_lease(&name, "b", 60_000)
+        .await
+        .expect("still a's"));
+    s.release_lease(&name, "a").await.expect("release");
+    assert!(s
+        .acquire_lease(&name, "b", 1)
+        .await
+        .expect("free after release"));
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert!(s
+        .acquire_lease(&name, "c", 60_000)
+        .await
+        .expect("expired: taken over"));
+    assert_eq!(
+        s.get_lease(&name).await.expect("get").expect("held").holder,
+        "c"
+    );
+
+    let contested = uniq("lease");
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let st = store.clone();
+        let n = contested.clone();
+        tasks.push(tokio::spawn(async move {
+            st.acquire_lease(&n, &format!("h{i}"), 60_000)
+                .await
+                .expect("acquire")
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1, "exactly one concurrent claimant wins");
 }
 
 /// 16 tasks log batches to the same run (and to their own runs) at once:

@@ -1,5 +1,5 @@
 //! The metadata store: experiments, runs, the model registry, logged models,
-//! artifact digests, API tokens and deployments.
+//! artifact digests, API tokens, browser sessions and deployments.
 //!
 //! [`MetadataStore`] is the one trait the server talks to. [`sql::SqlStore`]
 //! implements it over SQLite (WAL; the embedded default) and PostgreSQL with
@@ -8,6 +8,8 @@
 //! immutability of params, lifecycle rules) but knows nothing about HTTP.
 
 pub mod conformance;
+pub mod history;
+pub mod registry;
 pub mod search;
 pub mod sql;
 
@@ -151,6 +153,21 @@ pub struct TokenRecord {
     pub revoked_at: Option<i64>,
 }
 
+/// A browser session opened by signing in with a token. Only the SHA-256 of
+/// the session id (the cookie value) is stored; the session grants what its
+/// token grants, and ends with the token's revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Lowercase hex SHA-256 of the session id.
+    pub id_hash: String,
+    /// Id of the token that opened the session.
+    pub token_id: String,
+    /// Creation, ms since epoch.
+    pub created_at: i64,
+    /// Expiry, ms since epoch.
+    pub expires_at: i64,
+}
+
 /// A deployment: a named binding of a registered model (by alias or version)
 /// to the serving path. Stored as a JSON spec so the serving layer owns its shape.
 #[derive(Debug, Clone, PartialEq)]
@@ -159,6 +176,123 @@ pub struct DeploymentRecord {
     pub name: String,
     /// JSON spec, owned by the serving layer.
     pub spec: serde_json::Value,
+    /// Creation, ms since epoch.
+    pub created_at: i64,
+    /// Last change, ms since epoch.
+    pub updated_at: i64,
+}
+
+/// A lease: a named, expiring claim that one process holds at a time
+/// (start-up steps, the rollout controller).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRecord {
+    /// Lease name.
+    pub name: String,
+    /// Who holds it (an id unique per process).
+    pub holder: String,
+    /// When it expires unless renewed, ms since epoch.
+    pub expires_at: i64,
+}
+
+/// How a backup run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BackupRunResult {
+    /// The backup was written (and verified and pruned, when asked).
+    Success,
+    /// The backup, its verification or the prune failed.
+    Failure,
+}
+
+impl BackupRunResult {
+    /// `success` or `failure`: the stored text and the metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+        }
+    }
+
+    /// The inverse of [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Self::Success),
+            "failure" => Some(Self::Failure),
+            _ => None,
+        }
+    }
+}
+
+/// One finished backup run, recorded by whoever ran it (`slipway backup
+/// create`, a CronJob, a server's schedule) in the store it backed up, so
+/// that every replica exports the same backup metrics. Never part of a
+/// backup (see `sql::snapshot::EXCLUDED_TABLES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRunRecord {
+    /// Run id (unique).
+    pub id: String,
+    /// Start, ms since epoch.
+    pub started_at: i64,
+    /// End, ms since epoch.
+    pub finished_at: i64,
+    /// How it ended.
+    pub result: BackupRunResult,
+    /// What started it: `cli` or `schedule`.
+    pub started_by: String,
+    /// The process that ran it (host and pid).
+    pub holder: String,
+    /// The backup location (a directory or `s3://bucket/prefix`).
+    pub location: String,
+    /// The backup written, when one was.
+    pub backup_id: Option<String>,
+    /// Its size (metadata parts and referenced artifacts), when written.
+    pub size_bytes: Option<i64>,
+    /// Artifact bytes this run copied (new blobs only).
+    pub copied_bytes: i64,
+    /// Older backups this run's retention removed.
+    pub pruned: i64,
+    /// The verification's verdict, when the backup was verified.
+    pub verified: Option<bool>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// What the backup metrics show, over every recorded run.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackupRunSummary {
+    /// The run that finished last.
+    pub last: Option<BackupRunRecord>,
+    /// The successful run that finished last.
+    pub last_success: Option<BackupRunRecord>,
+    /// The verified run that finished last (whatever the verdict).
+    pub last_verified: Option<BackupRunRecord>,
+    /// Runs that succeeded.
+    pub successes: i64,
+    /// Runs that failed.
+    pub failures: i64,
+    /// Artifact bytes copied by all runs.
+    pub copied_bytes: i64,
+    /// Backups removed by all runs' retention.
+    pub pruned: i64,
+}
+
+/// A rollout of a deployment. The serving layer owns the shape of `body`
+/// (strategy, steps, decision record); the store keeps it, enforces at most
+/// one active rollout per deployment, and versions each write (`revision`)
+/// so that two controllers can never both apply a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RolloutRecord {
+    /// Rollout id (unique).
+    pub id: String,
+    /// The deployment it changes.
+    pub deployment: String,
+    /// State name (`progressing`, `paused`, `promoted`, ...).
+    pub state: String,
+    /// Whether it is still in progress (at most one per deployment).
+    pub active: bool,
+    /// Everything else, as JSON.
+    pub body: serde_json::Value,
+    /// Incremented by every update; updates name the revision they read.
+    pub revision: i64,
     /// Creation, ms since epoch.
     pub created_at: i64,
     /// Last change, ms since epoch.
@@ -368,14 +502,77 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>>;
     /// Finds an unrevoked token by the hash of its secret.
     async fn find_token_by_hash(&self, secret_hash: &str) -> Result<Option<TokenRecord>>;
-    /// Revokes a token by id; `RESOURCE_DOES_NOT_EXIST` when unknown.
+    /// Revokes a token by id and ends its sessions; `RESOURCE_DOES_NOT_EXIST` when unknown.
     async fn revoke_token(&self, id: &str) -> Result<()>;
+
+    // ---- browser sessions ----
+    /// Stores a new session; its token must exist.
+    async fn create_session(&self, session: &SessionRecord) -> Result<()>;
+    /// The session with this id hash that has not expired at `now` (ms since
+    /// epoch), with the token that opened it; `None` when unknown, expired or
+    /// when the token is revoked.
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<(SessionRecord, TokenRecord)>>;
+    /// Ends a session (sign-out); unknown ids are not an error.
+    async fn delete_session(&self, id_hash: &str) -> Result<()>;
+    /// Deletes sessions that expired before `now`; returns how many.
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64>;
 
     // ---- settings (small key/value facts, e.g. "admin token was bootstrapped") ----
     /// Reads a setting.
     async fn get_setting(&self, key: &str) -> Result<Option<String>>;
     /// Writes a setting.
     async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
+
+    // ---- leases ----
+    /// Takes the lease `name` for `holder` until `now + ttl_ms` when it is
+    /// free, expired or already `holder`'s (a renewal); `true` when `holder`
+    /// holds it afterwards. Expiry uses each caller's clock, so replicas'
+    /// clocks must agree to well within the TTL.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool>;
+    /// Gives the lease up if `holder` holds it.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    /// The current holder of a lease, if any (expired or not).
+    async fn get_lease(&self, name: &str) -> Result<Option<LeaseRecord>>;
+
+    // ---- backup runs ----
+    /// Records a finished backup run; `RESOURCE_ALREADY_EXISTS` for a known id.
+    async fn record_backup_run(&self, run: &BackupRunRecord) -> Result<()>;
+    /// The latest runs and totals the backup metrics are made of.
+    async fn backup_run_summary(&self) -> Result<BackupRunSummary>;
+
+    // ---- rollouts ----
+    /// Stores a new rollout; `RESOURCE_ALREADY_EXISTS` when the deployment
+    /// already has an active one.
+    async fn create_rollout(&self, rollout: &RolloutRecord) -> Result<()>;
+    /// Gets a rollout by id.
+    async fn get_rollout(&self, id: &str) -> Result<RolloutRecord>;
+    /// A deployment's rollouts, newest first.
+    async fn list_rollouts(&self, deployment: &str) -> Result<Vec<RolloutRecord>>;
+    /// Every active rollout.
+    async fn active_rollouts(&self) -> Result<Vec<RolloutRecord>>;
+    /// Writes `rollout` (state, active, body) if its stored revision is
+    /// still `rollout.revision`; returns the new record, or `INVALID_STATE`
+    /// when someone else wrote it first.
+    async fn update_rollout(&self, rollout: &RolloutRecord) -> Result<RolloutRecord>;
+    /// Stores one replica's statistics of a rollout step (replacing its
+    /// earlier ones for that step).
+    async fn put_rollout_stats(
+        &self,
+        rollout_id: &str,
+        step: i64,
+        replica: &str,
+        payload: &serde_json::Value,
+    ) -> Result<()>;
+    /// Every replica's statistics of a rollout step: `(replica, payload)`.
+    async fn get_rollout_stats(
+        &self,
+        rollout_id: &str,
+        step: i64,
+    ) -> Result<Vec<(String, serde_json::Value)>>;
 
     // ---- deployments ----
     /// Creates or replaces a deployment.

@@ -18,24 +18,79 @@ use slipway_runtime::{DataType, TensorData};
 
 use crate::error::ProtocolError;
 
-fn float_from_json(v: &Value, null_is_nan: bool) -> Result<f64, String> {
+/// One JSON leaf, borrowed from a parsed [`Value`] or straight from the
+/// request bytes, so both paths convert it with the same rules and messages.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    /// `null`.
+    Null,
+    /// `true` / `false`.
+    Bool(bool),
+    /// A JSON number, as serde_json holds it.
+    Number(serde_json::Number),
+    /// A string.
+    Str(std::borrow::Cow<'a, str>),
+    /// An object (never a valid element).
+    Object,
+}
+
+impl<'a> Scalar<'a> {
+    /// The leaf of a parsed value (arrays are walked by the callers).
+    pub(crate) fn of(v: &'a Value) -> Scalar<'a> {
+        match v {
+            Value::Null => Scalar::Null,
+            Value::Bool(b) => Scalar::Bool(*b),
+            Value::Number(n) => Scalar::Number(n.clone()),
+            Value::String(s) => Scalar::Str(std::borrow::Cow::Borrowed(s)),
+            Value::Array(_) | Value::Object(_) => Scalar::Object,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            Scalar::Null => "null",
+            Scalar::Bool(_) => "a boolean",
+            Scalar::Number(_) => "a number",
+            Scalar::Str(_) => "a string",
+            Scalar::Object => "an object",
+        }
+    }
+
+    /// As JSON text, for messages.
+    fn display(&self) -> String {
+        match self {
+            Scalar::Null => "null".into(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Number(n) => n.to_string(),
+            Scalar::Str(s) => Value::String(s.to_string()).to_string(),
+            Scalar::Object => "{...}".into(),
+        }
+    }
+}
+
+fn float_from_scalar(v: &Scalar<'_>, null_is_nan: bool) -> Result<f64, String> {
     match v {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_string()),
-        Value::String(s) => match s.as_str() {
+        Scalar::Number(n) => n.as_f64().ok_or_else(|| "number out of range".to_string()),
+        Scalar::Str(s) => match s.as_ref() {
             "NaN" | "nan" => Ok(f64::NAN),
             "Infinity" | "inf" | "+inf" | "+Infinity" => Ok(f64::INFINITY),
             "-Infinity" | "-inf" => Ok(f64::NEG_INFINITY),
             _ => Err(format!("expected a number, got the string {s:?}")),
         },
-        Value::Null if null_is_nan => Ok(f64::NAN),
-        other => Err(format!("expected a number, got {}", json_kind(other))),
+        Scalar::Null if null_is_nan => Ok(f64::NAN),
+        other => Err(format!("expected a number, got {}", other.kind())),
     }
 }
 
-fn int_from_json(v: &Value, dtype: DataType) -> Result<i128, String> {
-    let out_of_range = || format!("expected an integer in the range of {dtype}, got {v}");
+fn int_from_scalar(v: &Scalar<'_>, dtype: DataType) -> Result<i128, String> {
+    let out_of_range = || {
+        format!(
+            "expected an integer in the range of {dtype}, got {}",
+            v.display()
+        )
+    };
     let n = match v {
-        Value::Number(n) => {
+        Scalar::Number(n) => {
             if let Some(i) = n.as_i64() {
                 i128::from(i)
             } else if let Some(u) = n.as_u64() {
@@ -43,7 +98,10 @@ fn int_from_json(v: &Value, dtype: DataType) -> Result<i128, String> {
             } else {
                 let f = n.as_f64().ok_or_else(out_of_range)?;
                 if f.fract() != 0.0 || !f.is_finite() || f.abs() > 1.8e19 {
-                    return Err(format!("expected an integer for {dtype}, got {v}"));
+                    return Err(format!(
+                        "expected an integer for {dtype}, got {}",
+                        v.display()
+                    ));
                 }
                 f as i128
             }
@@ -51,7 +109,7 @@ fn int_from_json(v: &Value, dtype: DataType) -> Result<i128, String> {
         other => {
             return Err(format!(
                 "expected an integer for {dtype}, got {}",
-                json_kind(other)
+                other.kind()
             ))
         }
     };
@@ -76,12 +134,8 @@ fn int_from_json(v: &Value, dtype: DataType) -> Result<i128, String> {
 /// A short description of a JSON value's kind, for messages.
 pub(crate) fn json_kind(v: &Value) -> &'static str {
     match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
         Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => Scalar::of(other).kind(),
     }
 }
 
@@ -91,50 +145,59 @@ pub(crate) fn push_json_scalar(
     v: &Value,
     null_is_nan: bool,
 ) -> Result<(), String> {
+    push_scalar(out, Scalar::of(v), null_is_nan)
+}
+
+/// Appends one leaf, converted to `out`'s type; the message says what is wrong.
+pub(crate) fn push_scalar(
+    out: &mut TensorData,
+    v: Scalar<'_>,
+    null_is_nan: bool,
+) -> Result<(), String> {
     let dtype = out.dtype();
     match out {
         TensorData::Bool(d) => match v {
-            Value::Bool(b) => d.push(*b),
+            Scalar::Bool(b) => d.push(b),
             other => {
                 return Err(format!(
                     "expected true or false for BOOL, got {}",
-                    json_kind(other)
+                    other.kind()
                 ))
             }
         },
         TensorData::Bytes(d) => match v {
-            Value::String(s) => d.push(s.as_bytes().to_vec()),
-            other => {
-                return Err(format!(
-                    "expected a string for BYTES, got {}",
-                    json_kind(other)
-                ))
-            }
+            Scalar::Str(s) => d.push(s.into_owned().into_bytes()),
+            other => return Err(format!("expected a string for BYTES, got {}", other.kind())),
         },
         TensorData::Fp16(d) => d.push(half::f16::from_f64(checked_float(
-            v,
+            &v,
             null_is_nan,
             65504.0,
             dtype,
         )?)),
         TensorData::Fp32(d) => {
-            d.push(checked_float(v, null_is_nan, f64::from(f32::MAX), dtype)? as f32)
+            d.push(checked_float(&v, null_is_nan, f64::from(f32::MAX), dtype)? as f32)
         }
-        TensorData::Fp64(d) => d.push(float_from_json(v, null_is_nan)?),
-        TensorData::Uint8(d) => d.push(int_from_json(v, dtype)? as u8),
-        TensorData::Uint16(d) => d.push(int_from_json(v, dtype)? as u16),
-        TensorData::Uint32(d) => d.push(int_from_json(v, dtype)? as u32),
-        TensorData::Uint64(d) => d.push(int_from_json(v, dtype)? as u64),
-        TensorData::Int8(d) => d.push(int_from_json(v, dtype)? as i8),
-        TensorData::Int16(d) => d.push(int_from_json(v, dtype)? as i16),
-        TensorData::Int32(d) => d.push(int_from_json(v, dtype)? as i32),
-        TensorData::Int64(d) => d.push(int_from_json(v, dtype)? as i64),
+        TensorData::Fp64(d) => d.push(float_from_scalar(&v, null_is_nan)?),
+        TensorData::Uint8(d) => d.push(int_from_scalar(&v, dtype)? as u8),
+        TensorData::Uint16(d) => d.push(int_from_scalar(&v, dtype)? as u16),
+        TensorData::Uint32(d) => d.push(int_from_scalar(&v, dtype)? as u32),
+        TensorData::Uint64(d) => d.push(int_from_scalar(&v, dtype)? as u64),
+        TensorData::Int8(d) => d.push(int_from_scalar(&v, dtype)? as i8),
+        TensorData::Int16(d) => d.push(int_from_scalar(&v, dtype)? as i16),
+        TensorData::Int32(d) => d.push(int_from_scalar(&v, dtype)? as i32),
+        TensorData::Int64(d) => d.push(int_from_scalar(&v, dtype)? as i64),
     }
     Ok(())
 }
 
-fn checked_float(v: &Value, null_is_nan: bool, max: f64, dtype: DataType) -> Result<f64, String> {
-    let x = float_from_json(v, null_is_nan)?;
+fn checked_float(
+    v: &Scalar<'_>,
+    null_is_nan: bool,
+    max: f64,
+    dtype: DataType,
+) -> Result<f64, String> {
+    let x = float_from_scalar(v, null_is_nan)?;
     if x.is_finite() && x.abs() > max {
         return Err(format!("{x} is outside the range of {dtype}"));
     }
@@ -164,12 +227,127 @@ pub fn data_from_json(
             }),
         }
     }
-    match value {
-        Value::Array(_) => walk(field, value, &mut out)?,
-        // a bare scalar is accepted for a single element
-        other => walk(field, other, &mut out)?,
-    }
+    // a bare scalar is accepted for a single element
+    walk(field, value, &mut out)?;
     Ok(out)
+}
+
+/// Reads a flat or nested JSON array of `dtype` elements straight from its
+/// JSON text into a typed buffer: no intermediate value tree, one pass.
+/// Accepts and rejects exactly what [`data_from_json`] does, with the same
+/// messages. `capacity` pre-sizes the buffer (the element count the shape
+/// declares, already checked against the caller's limits).
+pub fn data_from_json_text(
+    field: &str,
+    json: &str,
+    dtype: DataType,
+    capacity: usize,
+) -> Result<TensorData, ProtocolError> {
+    use serde::de::DeserializeSeed;
+    // never trust a declared size beyond what the text can hold (one
+    // element takes at least two bytes: a digit and a separator)
+    let capacity = capacity.min(json.len() / 2 + 1);
+    let mut out = TensorData::with_capacity(dtype, capacity);
+    let mut failure = None;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let seed = Elements {
+        out: &mut out,
+        field,
+        failure: &mut failure,
+    };
+    let parsed = seed.deserialize(&mut de).and_then(|()| de.end());
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    parsed.map_err(|e| ProtocolError::Json {
+        field: field.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(out)
+}
+
+/// Streams nested JSON arrays into a [`TensorData`]; the first element error
+/// is kept in `failure` and parsing stops.
+struct Elements<'o> {
+    out: &'o mut TensorData,
+    field: &'o str,
+    failure: &'o mut Option<ProtocolError>,
+}
+
+impl Elements<'_> {
+    fn push<E: serde::de::Error>(self, v: Scalar<'_>) -> Result<(), E> {
+        let index = self.out.len();
+        push_scalar(self.out, v, false).map_err(|message| {
+            *self.failure = Some(ProtocolError::Element {
+                field: self.field.to_string(),
+                index,
+                message,
+            });
+            E::custom("element error")
+        })
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Elements<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Elements<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON array of tensor elements")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq
+            .next_element_seed(Elements {
+                out: &mut *self.out,
+                field: self.field,
+                failure: &mut *self.failure,
+            })?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.push(Scalar::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.push(Scalar::Number(v.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.push(Scalar::Number(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        // JSON numbers are finite, so from_f64 always succeeds
+        match serde_json::Number::from_f64(v) {
+            Some(n) => self.push(Scalar::Number(n)),
+            None => self.push(Scalar::Null),
+        }
+    }
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<(), E> {
+        self.push(Scalar::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.push(Scalar::Str(std::borrow::Cow::Borrowed(v)))
+    }
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
+        self.push(Scalar::Str(std::borrow::Cow::Owned(v)))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(Scalar::Null)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.push(Scalar::Null)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        self.push(Scalar::Object)
+    }
 }
 
 /// Serializes tensor contents as a flat JSON array (floats in their shortest
@@ -429,6 +607,92 @@ mod tests {
             data_from_json("d", &json!([u64::MAX]), DataType::Uint64).unwrap(),
             TensorData::Uint64(vec![u64::MAX])
         );
+    }
+
+    use proptest::prelude::*;
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e40f64..1e40).prop_map(Value::from),
+            (-300i64..300).prop_map(Value::from),
+            (-3.0f64..3.0).prop_map(|f| Value::from((f * 4.0).round() / 4.0)),
+            prop_oneof![
+                Just("NaN"),
+                Just("Infinity"),
+                Just("-inf"),
+                Just("x"),
+                Just("é\"q")
+            ]
+            .prop_map(Value::from),
+            Just(json!({"a": 1})),
+        ]
+    }
+
+    fn nested() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 32, 6, |inner| {
+            prop::collection::vec(inner, 0..6).prop_map(Value::Array)
+        })
+    }
+
+    const DTYPES: [DataType; 13] = [
+        DataType::Bool,
+        DataType::Uint8,
+        DataType::Uint16,
+        DataType::Uint32,
+        DataType::Uint64,
+        DataType::Int8,
+        DataType::Int16,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Fp16,
+        DataType::Fp32,
+        DataType::Fp64,
+        DataType::Bytes,
+    ];
+
+    fn same(a: &TensorData, b: &TensorData) -> bool {
+        // NaN != NaN: compare the bit patterns of floats
+        match (a, b) {
+            (TensorData::Fp32(x), TensorData::Fp32(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            (TensorData::Fp64(x), TensorData::Fp64(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            (TensorData::Fp16(x), TensorData::Fp16(y)) => {
+                x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p.to_bits() == q.to_bits())
+            }
+            _ => a == b,
+        }
+    }
+
+    proptest! {
+        /// The streaming decoder accepts and rejects exactly what the
+        /// value-tree decoder does, with the same tensors and messages.
+        #[test]
+        fn streaming_decode_equals_value_decode(v in nested(), d in 0usize..13) {
+            let dtype = DTYPES[d];
+            let text = serde_json::to_string(&v).unwrap();
+            let tree = data_from_json("inputs[0].data", &v, dtype);
+            let streamed = data_from_json_text("inputs[0].data", &text, dtype, 4);
+            match (&tree, &streamed) {
+                (Ok(a), Ok(b)) => prop_assert!(same(a, b), "{text}: {a:?} vs {b:?}"),
+                (Err(a), Err(b)) => prop_assert_eq!(a.to_string(), b.to_string()),
+                _ => prop_assert!(false, "{text} as {dtype}: {tree:?} vs {streamed:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_decode_reports_bad_json() {
+        let e = data_from_json_text("d", "[1, 2", DataType::Fp32, 2).unwrap_err();
+        assert!(matches!(e, ProtocolError::Json { .. }), "{e}");
+        let e = data_from_json_text("d", "[1] x", DataType::Fp32, 2).unwrap_err();
+        assert!(matches!(e, ProtocolError::Json { .. }), "{e}");
     }
 
     #[test]

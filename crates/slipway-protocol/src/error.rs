@@ -118,6 +118,11 @@ pub enum ProtocolError {
         /// The `Content-Type` given.
         content_type: String,
     },
+    /// The caller's check of a declared shape refused it before the data
+    /// was read (e.g. a batch above the model's limit); the message is the
+    /// model contract's own.
+    #[error("{0}")]
+    Contract(String),
     /// A value cannot be represented in the chosen encoding.
     #[error("{field}: {message}")]
     Unrepresentable {

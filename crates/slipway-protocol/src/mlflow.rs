@@ -697,9 +697,21 @@ pub fn parse_csv(body: &[u8], sig: &Signature) -> Result<ScoringRequest, Protoco
     const F: &str = "csv";
     let text = std::str::from_utf8(body)
         .map_err(|e| ProtocolError::field(F, format!("is not valid UTF-8: {e}")))?;
+    if matches!(text.trim_start().chars().next(), Some('{') | Some('[')) {
+        return Err(ProtocolError::field(
+            F,
+            "looks like JSON, but the Content-Type is text/csv; send JSON with Content-Type: application/json, or CSV with a header row",
+        ));
+    }
     let mut records = parse_csv_records(text)?;
     if records.is_empty() {
         return Err(ProtocolError::field(F, "is empty; expected a header row"));
+    }
+    if records.len() == 1 {
+        return Err(ProtocolError::field(
+            F,
+            "has a header row but no data rows; send at least one row to predict",
+        ));
     }
     let mut header = records.remove(0);
     let drop_index = header.first().is_some_and(String::is_empty);
@@ -739,7 +751,7 @@ pub fn parse_csv(body: &[u8], sig: &Signature) -> Result<ScoringRequest, Protoco
 
 /// RFC 4180 records (quoted fields, `""` escapes, LF or CRLF); blank lines
 /// are skipped.
-fn parse_csv_records(text: &str) -> Result<Vec<Vec<String>>, ProtocolError> {
+pub fn parse_csv_records(text: &str) -> Result<Vec<Vec<String>>, ProtocolError> {
     let mut records = Vec::new();
     let mut record: Vec<String> = Vec::new();
     let mut field = String::new();

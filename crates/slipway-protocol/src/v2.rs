@@ -131,6 +131,37 @@ pub struct RequestedOutput {
     pub parameters: Option<Parameters>,
 }
 
+/// The wire form of a request as it is decoded: like [`InferenceRequest`],
+/// but each input's `data` stays borrowed JSON text until its shape has been
+/// checked, and is then read straight into a typed buffer.
+#[derive(Deserialize)]
+struct WireRequest<'a> {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(borrow)]
+    inputs: Vec<WireInput<'a>>,
+    #[serde(default)]
+    outputs: Option<Vec<RequestOutput>>,
+}
+
+#[derive(Deserialize)]
+struct WireInput<'a> {
+    name: String,
+    shape: Vec<i64>,
+    datatype: String,
+    #[serde(default)]
+    parameters: Option<Parameters>,
+    #[serde(default, borrow)]
+    data: Option<&'a serde_json::value::RawValue>,
+}
+
+/// Checks an input's declared name and shape before its data is read, so a
+/// request the model would refuse (say, a batch over its limit) is refused
+/// without materialising its elements. Returns the contract's own message.
+pub type ShapeCheck<'c> = &'c dyn Fn(&str, &[i64]) -> Result<(), String>;
+
 /// A decoded inference request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecodedRequest {
@@ -182,13 +213,13 @@ fn binary_size_param(
         })
 }
 
-/// The JSON fields of one request input / response output.
+/// The JSON fields of one request input.
 struct TensorFields<'a> {
     name: &'a str,
     shape: &'a [i64],
     datatype: &'a str,
     parameters: &'a Option<Parameters>,
-    data: &'a Option<Value>,
+    data: Option<&'a serde_json::value::RawValue>,
 }
 
 /// The binary section after the JSON header, read front to back.
@@ -254,7 +285,9 @@ fn read_tensor(
             *offset += size;
             data::decode_raw(field, bytes, dtype, count)?
         }
-        (None, Some(v)) => data::data_from_json(&format!("{field}.data"), v, dtype)?,
+        (None, Some(raw)) => {
+            data::data_from_json_text(&format!("{field}.data"), raw.get(), dtype, count)?
+        }
         (None, None) => {
             return Err(ProtocolError::Missing {
                 field: format!("{field}.data (or parameters.{PARAM_BINARY_DATA_SIZE})"),
@@ -293,8 +326,22 @@ pub fn decode_request(
     body: &[u8],
     header_length: Option<usize>,
 ) -> Result<DecodedRequest, ProtocolError> {
+    decode_request_checked(body, header_length, &|_, _| Ok(()))
+}
+
+/// [`decode_request`], calling `check` with each input's name and shape
+/// before reading its data (see [`ShapeCheck`]).
+pub fn decode_request_checked(
+    body: &[u8],
+    header_length: Option<usize>,
+    check: ShapeCheck<'_>,
+) -> Result<DecodedRequest, ProtocolError> {
     let (json, binary) = split_body(body, header_length)?;
-    let req: InferenceRequest = serde_json::from_slice(json).map_err(|e| json_err("", &e))?;
+    let json = std::str::from_utf8(json).map_err(|e| ProtocolError::Json {
+        field: String::new(),
+        message: format!("the JSON is not UTF-8: {e}"),
+    })?;
+    let req: WireRequest<'_> = serde_json::from_str(json).map_err(|e| json_err("", &e))?;
     let mut section = BinarySection {
         bytes: binary,
         offset: 0,
@@ -313,6 +360,7 @@ pub fn decode_request(
                 ),
             ));
         }
+        check(&input.name, &input.shape).map_err(ProtocolError::Contract)?;
         let t = read_tensor(
             &field,
             TensorFields {
@@ -320,7 +368,7 @@ pub fn decode_request(
                 shape: &input.shape,
                 datatype: &input.datatype,
                 parameters: &input.parameters,
-                data: &input.data,
+                data: input.data,
             },
             &mut section,
         )?;
@@ -648,6 +696,12 @@ pub fn decode_response(
     let mut outputs = Vec::with_capacity(resp.outputs.len());
     let mut output_parameters = Vec::with_capacity(resp.outputs.len());
     for (i, o) in resp.outputs.into_iter().enumerate() {
+        let raw = o
+            .data
+            .as_ref()
+            .map(serde_json::value::to_raw_value)
+            .transpose()
+            .map_err(|e| json_err(&format!("outputs[{i}].data"), &e))?;
         let t = read_tensor(
             &format!("outputs[{i}]"),
             TensorFields {
@@ -655,7 +709,7 @@ pub fn decode_response(
                 shape: &o.shape,
                 datatype: &o.datatype,
                 parameters: &o.parameters,
-                data: &o.data,
+                data: raw.as_deref(),
             },
             &mut section,
         )?;

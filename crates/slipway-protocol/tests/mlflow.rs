@@ -227,6 +227,32 @@ fn csv() {
     assert_eq!(r.inputs[0].shape, vec![2, 1]);
 }
 
+/// A JSON body sent as text/csv, or a CSV with only a header row, used to
+/// answer 200 with no predictions; both are 400 naming the fault.
+#[test]
+fn csv_without_rows_or_with_json_is_refused() {
+    let sig = iris_sig(true);
+    for (body, want) in [
+        (
+            &br#"{"inputs": [[5.1, 3.5, 1.4, 0.2]]}"#[..],
+            "looks like JSON",
+        ),
+        (&b"  [[5.1, 3.5, 1.4, 0.2]]"[..], "looks like JSON"),
+        (
+            &b"sepal_length,sepal_width,petal_length,petal_width\n"[..],
+            "no data rows",
+        ),
+        (
+            &b"sepal_length,sepal_width,petal_length,petal_width"[..],
+            "no data rows",
+        ),
+    ] {
+        let e = parse_request("text/csv", body, &sig).unwrap_err();
+        assert_eq!(e.http_status(), 400);
+        assert!(e.to_string().contains(want), "{e}");
+    }
+}
+
 fn classifier_outputs() -> Vec<ModelOutput> {
     vec![
         ModelOutput::plain(

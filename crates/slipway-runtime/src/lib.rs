@@ -33,6 +33,7 @@ pub mod signature;
 pub mod tensor;
 pub mod validate;
 pub mod worker;
+pub mod zipmap;
 
 #[cfg(feature = "onnx")]
 pub mod onnx;
@@ -40,15 +41,19 @@ pub mod onnx;
 #[cfg(feature = "onnx")]
 pub use onnx::{find_onnxruntime_library, init_onnxruntime, OnnxModel, OnnxRuntime, OrtConfig};
 pub use runtime::{
-    ClassLabels, LoadOptions, Model, ModelOutput, OptimizationLevel, Runtime, RuntimeError,
+    ClassLabels, LazyRuntime, LoadOptions, Model, ModelOutput, OptimizationLevel, Runtime,
+    RuntimeError,
 };
 pub use signature::{
-    ColumnSpec, FeatureRanges, InputRange, MlflowSchema, MlflowSignature, Signature,
-    SignatureError, TensorSpec, RANGES_ARTIFACT, RANGES_TAG,
+    ColumnSpec, FeatureRanges, InputRange, MlflowSchema, MlflowSignature, MlmodelFlavors,
+    Signature, SignatureError, TensorSpec, RANGES_ARTIFACT, RANGES_TAG,
 };
 pub use tensor::{element_count, DataType, Tensor, TensorData, TensorError};
 pub use validate::{
-    conform, validate, NonFinite, Policy, Position, RangeAction, RangeFlag, Validated,
-    ValidationError,
+    check_declared_shape, conform, validate, NonFinite, Policy, Position, RangeAction, RangeFlag,
+    Validated, ValidationError,
 };
-pub use worker::{warmup_inputs, InferResult, ModelWorker, WorkerConfig};
+pub use worker::{
+    warmup_inputs, BatchStat, DurationStat, InferResult, InferenceStats, ModelStats, ModelWorker,
+    Prepared, WorkerConfig,
+};

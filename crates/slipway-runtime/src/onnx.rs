@@ -204,11 +204,17 @@ impl OnnxRuntime {
         bytes: &[u8],
         options: &LoadOptions,
     ) -> Result<OnnxModel, RuntimeError> {
+        if let Some(stripped) = crate::zipmap::strip(bytes) {
+            let mut b = self.builder(options)?;
+            if let Ok(session) = b.commit_from_memory(&stripped.bytes) {
+                return OnnxModel::new(session, stripped.labels);
+            }
+        }
         let mut b = self.builder(options)?;
         let session = b
             .commit_from_memory(bytes)
             .map_err(|e| RuntimeError::ModelLoad(e.to_string()))?;
-        OnnxModel::new(session)
+        OnnxModel::new(session, HashMap::new())
     }
 
     /// Loads a model from a file, returning the concrete type.
@@ -217,11 +223,23 @@ impl OnnxRuntime {
         path: &Path,
         options: &LoadOptions,
     ) -> Result<OnnxModel, RuntimeError> {
+        // a classifier's ZipMap is removed first (see [`crate::zipmap`]); a
+        // model it cannot be removed from, or that does not load from memory
+        // (external data next to the file), loads as it is
+        if let Some(stripped) = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| crate::zipmap::strip(&bytes))
+        {
+            let mut b = self.builder(options)?;
+            if let Ok(session) = b.commit_from_memory(&stripped.bytes) {
+                return OnnxModel::new(session, stripped.labels);
+            }
+        }
         let mut b = self.builder(options)?;
         let session = b
             .commit_from_file(path)
             .map_err(|e| RuntimeError::ModelLoad(format!("{}: {e}", path.display())))?;
-        OnnxModel::new(session)
+        OnnxModel::new(session, HashMap::new())
     }
 
     fn builder(
@@ -318,6 +336,8 @@ pub struct OnnxModel {
     signature: Signature,
     /// Class labels seen on the last non-empty run, per ZipMap output.
     labels: HashMap<String, ClassLabels>,
+    /// Class labels of outputs whose ZipMap was removed at load.
+    stripped: HashMap<String, ClassLabels>,
 }
 
 impl std::fmt::Debug for OnnxModel {
@@ -329,7 +349,10 @@ impl std::fmt::Debug for OnnxModel {
 }
 
 impl OnnxModel {
-    fn new(session: Session) -> Result<OnnxModel, RuntimeError> {
+    fn new(
+        session: Session,
+        stripped: HashMap<String, ClassLabels>,
+    ) -> Result<OnnxModel, RuntimeError> {
         let inputs = session
             .inputs()
             .iter()
@@ -346,6 +369,7 @@ impl OnnxModel {
             session,
             signature: Signature::new(inputs, outputs),
             labels: HashMap::new(),
+            stripped,
         })
     }
 
@@ -568,8 +592,10 @@ impl Model for OnnxModel {
         let mut result = Vec::with_capacity(outputs.len());
         let mut learned = Vec::new();
         for (name, value) in outputs.iter() {
-            let out = from_ort(name, &value, self.labels.get(name))?;
-            if let Some(l) = &out.class_labels {
+            let mut out = from_ort(name, &value, self.labels.get(name))?;
+            if let Some(l) = self.stripped.get(name) {
+                out.class_labels = Some(l.clone());
+            } else if let Some(l) = &out.class_labels {
                 if !l.is_empty() {
                     learned.push((name.to_string(), l.clone()));
                 }

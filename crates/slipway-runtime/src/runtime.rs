@@ -94,7 +94,7 @@ pub struct LoadOptions {
 /// Errors from runtimes and workers.
 ///
 /// Map to HTTP with [`RuntimeError::http_status`].
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum RuntimeError {
     /// The ONNX Runtime shared library was not found.
     #[error("ONNX Runtime library (libonnxruntime) not found; looked in: {}. Run scripts/setup-python.sh, or set SLIPWAY_ORT_LIB=/path/to/libonnxruntime.so", searched.join(", "))]
@@ -197,4 +197,60 @@ pub trait Runtime: Send + Sync {
     /// Loads a model from a file (external data files resolve relative to it).
     fn load_file(&self, path: &Path, options: &LoadOptions)
         -> Result<Box<dyn Model>, RuntimeError>;
+}
+
+/// A runtime created on first use: `init` runs when the first model is
+/// loaded (not at start-up, so a server without deployments needs no ONNX
+/// Runtime library), its success is kept, and a failure is retried on the
+/// next load (installing the library later works without a restart).
+pub struct LazyRuntime {
+    name: &'static str,
+    init: InitFn,
+    cell: std::sync::OnceLock<std::sync::Arc<dyn Runtime>>,
+}
+
+type InitFn = Box<dyn Fn() -> Result<std::sync::Arc<dyn Runtime>, RuntimeError> + Send + Sync>;
+
+impl LazyRuntime {
+    /// A runtime named `name`, created by `init` when first needed.
+    pub fn new(
+        name: &'static str,
+        init: impl Fn() -> Result<std::sync::Arc<dyn Runtime>, RuntimeError> + Send + Sync + 'static,
+    ) -> LazyRuntime {
+        LazyRuntime {
+            name,
+            init: Box::new(init),
+            cell: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> Result<&std::sync::Arc<dyn Runtime>, RuntimeError> {
+        if let Some(rt) = self.cell.get() {
+            return Ok(rt);
+        }
+        let rt = (self.init)()?;
+        Ok(self.cell.get_or_init(|| rt))
+    }
+}
+
+impl Runtime for LazyRuntime {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn load_bytes(
+        &self,
+        bytes: &[u8],
+        options: &LoadOptions,
+    ) -> Result<Box<dyn Model>, RuntimeError> {
+        self.get()?.load_bytes(bytes, options)
+    }
+
+    fn load_file(
+        &self,
+        path: &Path,
+        options: &LoadOptions,
+    ) -> Result<Box<dyn Model>, RuntimeError> {
+        self.get()?.load_file(path, options)
+    }
 }

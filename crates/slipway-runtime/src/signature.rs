@@ -190,6 +190,51 @@ impl MlflowSignature {
     }
 }
 
+/// The flavors of an `MLmodel` file: each flavor's name and its `data`
+/// file (relative to the model directory) where it names one.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MlmodelFlavors(pub Vec<(String, Option<String>)>);
+
+impl MlmodelFlavors {
+    /// Parses the `flavors` section of an `MLmodel` YAML document.
+    pub fn from_mlmodel_yaml(yaml: &str) -> Result<MlmodelFlavors, SignatureError> {
+        #[derive(Deserialize)]
+        struct Doc {
+            #[serde(default)]
+            flavors: std::collections::BTreeMap<String, serde_json::Value>,
+        }
+        let doc: Doc =
+            serde_norway::from_str(yaml).map_err(|e| SignatureError::Yaml(e.to_string()))?;
+        Ok(MlmodelFlavors(
+            doc.flavors
+                .into_iter()
+                .map(|(name, v)| {
+                    let data = v.get("data").and_then(|d| d.as_str()).map(str::to_string);
+                    (name, data)
+                })
+                .collect(),
+        ))
+    }
+
+    /// The `data` file of a flavor, if the flavor exists and names one.
+    pub fn data_file(&self, flavor: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == flavor)
+            .and_then(|(_, d)| d.as_deref())
+    }
+
+    /// Whether the model has this flavor.
+    pub fn has(&self, flavor: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == flavor)
+    }
+
+    /// The flavor names, in file order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+}
+
 /// The schema value is a JSON string inside YAML (MLflow writes it that way);
 /// a YAML sequence is accepted too.
 fn parse_schema(

@@ -460,6 +460,61 @@ pub fn validate(
     Ok(out)
 }
 
+/// Checks one input's declared name and shape against the signature before
+/// its data is read: unknown name, invalid shape, rank, fixed dimensions and
+/// the batch limit, with the same errors [`validate`] gives later. Lets a
+/// decoder refuse an oversized request without materialising it.
+pub fn check_declared_shape(
+    sig: &Signature,
+    name: &str,
+    shape: &[i64],
+    policy: &Policy,
+) -> Result<(), ValidationError> {
+    let Some(spec) = sig.input(name) else {
+        return Err(ValidationError::UnknownInput {
+            name: name.to_string(),
+            expected: sig.inputs.iter().map(|s| s.name.clone()).collect(),
+        });
+    };
+    element_count(shape).map_err(|_| ValidationError::InvalidShape {
+        input: spec.name.clone(),
+        shape: shape.to_vec(),
+    })?;
+    check_dims(spec, shape, policy)
+}
+
+/// Rank, fixed dimensions and batch limit of one input's shape.
+fn check_dims(spec: &TensorSpec, shape: &[i64], policy: &Policy) -> Result<(), ValidationError> {
+    if shape.len() != spec.shape.len() {
+        return Err(ValidationError::WrongRank {
+            input: spec.name.clone(),
+            expected: spec.shape.clone(),
+            actual: shape.to_vec(),
+        });
+    }
+    for (dim, (want, got)) in spec.shape.iter().zip(shape).enumerate() {
+        if *want >= 0 && want != got {
+            return Err(ValidationError::WrongShape {
+                input: spec.name.clone(),
+                dim,
+                expected: spec.shape.clone(),
+                actual: shape.to_vec(),
+            });
+        }
+    }
+    let batch = shape.first().and_then(|b| usize::try_from(*b).ok());
+    if let (Some(max), Some(b)) = (policy.max_batch_size, batch) {
+        if b > max && spec.has_dynamic_batch() {
+            return Err(ValidationError::BatchTooLarge {
+                input: spec.name.clone(),
+                batch: b,
+                max,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Type, shape, batch and element-count checks for one input.
 fn check_tensor(spec: &TensorSpec, t: &Tensor, policy: &Policy) -> Result<(), ValidationError> {
     if !type_convertible(t.dtype(), spec.dtype, policy) {
@@ -481,33 +536,7 @@ fn check_tensor(spec: &TensorSpec, t: &Tensor, policy: &Policy) -> Result<(), Va
             actual: t.data.len(),
         });
     }
-    if t.shape.len() != spec.shape.len() {
-        return Err(ValidationError::WrongRank {
-            input: spec.name.clone(),
-            expected: spec.shape.clone(),
-            actual: t.shape.clone(),
-        });
-    }
-    for (dim, (want, got)) in spec.shape.iter().zip(&t.shape).enumerate() {
-        if *want >= 0 && want != got {
-            return Err(ValidationError::WrongShape {
-                input: spec.name.clone(),
-                dim,
-                expected: spec.shape.clone(),
-                actual: t.shape.clone(),
-            });
-        }
-    }
-    if let (Some(max), Some(b)) = (policy.max_batch_size, t.batch_size()) {
-        if b > max && spec.has_dynamic_batch() {
-            return Err(ValidationError::BatchTooLarge {
-                input: spec.name.clone(),
-                batch: b,
-                max,
-            });
-        }
-    }
-    Ok(())
+    check_dims(spec, &t.shape, policy)
 }
 
 /// Per-element checks: lossless conversion, NaN/inf, ranges.

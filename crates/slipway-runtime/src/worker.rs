@@ -13,12 +13,26 @@
 //!   not carry the batch in dim 0, each request is run on its own so one bad
 //!   request cannot fail the others.
 //! * Replies travel through a oneshot channel, so async callers never block.
+//! * Small runs skip the hand-off: when [`WorkerConfig::inline_max`] is set,
+//!   no other request is in flight, nothing is queued, the model is idle and
+//!   its cost model predicts the request's run under that bound,
+//!   [`ModelWorker::run_prepared`] runs the model on the calling thread (two
+//!   context switches and a wake-up cost more than a tiny model). With
+//!   company, requests queue and batch as before (a batch of four costs
+//!   less per request than four runs of one, hand-offs included); the bound
+//!   keeps an async executor from being blocked for long.
+//! * Copies of requests (shadows, paired runs) take a lane of their own
+//!   ([`ModelWorker::infer_background`]): a second thread, started on first
+//!   use, at a lower scheduling priority (nice +10), with its own bounded
+//!   queue, taking turns with the main thread on the same model. When the
+//!   core is busy, clients' requests run first and copies wait (or are
+//!   refused when their queue is full) instead of delaying them.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -47,6 +61,10 @@ pub struct WorkerConfig {
     pub warmup: bool,
     /// Validation policy.
     pub policy: Policy,
+    /// Runs predicted to take at most this long go on the calling thread
+    /// when nothing is queued and the model is idle; zero (the default)
+    /// always hands requests to the worker thread.
+    pub inline_max: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -58,6 +76,7 @@ impl Default for WorkerConfig {
             max_queue_delay: Duration::ZERO,
             warmup: true,
             policy: Policy::default(),
+            inline_max: Duration::ZERO,
         }
     }
 }
@@ -71,25 +90,265 @@ pub struct InferResult {
     pub validation: Validated,
 }
 
+/// A request's inputs after validation and conversion, ready to queue.
+#[derive(Debug)]
+pub struct Prepared {
+    inputs: Vec<Tensor>,
+    validation: Validated,
+}
+
+impl Prepared {
+    /// The conformed inputs (clone them to send a copy elsewhere).
+    pub fn inputs(&self) -> &[Tensor] {
+        &self.inputs
+    }
+}
+
 type Reply = oneshot::Sender<Result<Vec<ModelOutput>, RuntimeError>>;
+
+/// An answer and where it goes (`None`: to the inline caller).
+type Answer = (Option<Reply>, Result<Vec<ModelOutput>, RuntimeError>);
 
 struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
-    reply: Reply,
+    /// `None` for a request run on the caller's thread (its result is
+    /// returned, not sent).
+    reply: Option<Reply>,
     enqueued: Instant,
 }
 
 struct Shared {
     name: String,
-    queued: AtomicUsize,
+    queued: Arc<AtomicUsize>,
     capacity: usize,
+    stats: WorkerStats,
+    /// The model and its cost model; the worker thread and inline callers
+    /// take turns.
+    model: Mutex<Engine>,
+    /// [`WorkerConfig::inline_max`], nanoseconds (0: never inline).
+    inline_max_ns: f64,
+    /// Requests between [`ModelWorker::run_prepared`] and their answer.
+    in_flight: AtomicUsize,
+    /// Histograms labelled with the worker's name, resolved once.
+    metrics: OnceLock<WorkerMetrics>,
 }
+
+/// Metric handles of one worker.
+struct WorkerMetrics {
+    queue: metrics::Histogram,
+    batch_rows: metrics::Histogram,
+    compute: metrics::Histogram,
+}
+
+/// The model with what its runs cost.
+struct Engine {
+    model: Box<dyn Model>,
+    cost: CostModel,
+}
+
+/// An execution's run time as a function of its rows, `t = a + b·rows`,
+/// fitted by least squares with exponential forgetting (recent runs weigh
+/// most), so it follows the machine's load.
+#[derive(Debug, Clone, Copy, Default)]
+struct CostModel {
+    w: f64,
+    r: f64,
+    t: f64,
+    rr: f64,
+    rt: f64,
+}
+
+impl CostModel {
+    /// Weight kept by the old figures at each new run.
+    const DECAY: f64 = 0.98;
+
+    fn observe(&mut self, rows: usize, took: Duration) {
+        let (r, t) = (rows as f64, took.as_nanos() as f64);
+        let k = Self::DECAY;
+        self.w = self.w * k + 1.0;
+        self.r = self.r * k + r;
+        self.t = self.t * k + t;
+        self.rr = self.rr * k + r * r;
+        self.rt = self.rt * k + r * t;
+    }
+
+    /// Predicted nanoseconds of a run of `rows`; `None` before any run.
+    fn predict(&self, rows: usize) -> Option<f64> {
+        if self.w <= 0.0 {
+            return None;
+        }
+        let (mr, mt) = (self.r / self.w, self.t / self.w);
+        let var = self.rr / self.w - mr * mr;
+        let r = rows as f64;
+        if var > 1e-9 * (1.0 + mr * mr) {
+            let b = ((self.rt / self.w - mr * mt) / var).max(0.0);
+            Some((mt - b * mr).max(0.0) + b * r)
+        } else {
+            // one size seen so far: scale proportionally above it
+            Some(mt * (r / mr.max(1.0)).max(1.0))
+        }
+    }
+}
+
+/// A count and a cumulative duration (Triton's `$duration_stat`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DurationStat {
+    /// Times the statistic was collected.
+    pub count: u64,
+    /// Total duration, nanoseconds.
+    pub ns: u64,
+}
+
+/// Statistics of one batch size (Triton's `$batch_stats`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BatchStat {
+    /// Rows in the batch.
+    pub batch_size: u64,
+    /// Assembling the batch's inputs.
+    pub compute_input: DurationStat,
+    /// Running the model.
+    pub compute_infer: DurationStat,
+    /// Splitting the outputs back to requests.
+    pub compute_output: DurationStat,
+}
+
+/// Cumulative statistics of a worker since it started, in the shape of
+/// Triton's statistics extension (what `perf_analyzer` reads).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ModelStats {
+    /// Milliseconds since the epoch of the last inference (0: none yet).
+    pub last_inference: u64,
+    /// Rows inferred successfully.
+    pub inference_count: u64,
+    /// Model executions that succeeded (one per batch).
+    pub execution_count: u64,
+    /// Per-request figures.
+    pub inference_stats: InferenceStats,
+    /// Per-batch-size figures, by batch size.
+    pub batch_stats: Vec<BatchStat>,
+}
+
+/// Per-request figures of [`ModelStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct InferenceStats {
+    /// Requests that succeeded, and their time from queueing to reply.
+    pub success: DurationStat,
+    /// Requests that failed in the model.
+    pub fail: DurationStat,
+    /// Time requests waited in the queue.
+    pub queue: DurationStat,
+    /// Time assembling inputs, per request.
+    pub compute_input: DurationStat,
+    /// Time running the model, per request.
+    pub compute_infer: DurationStat,
+    /// Time splitting outputs, per request.
+    pub compute_output: DurationStat,
+    /// Response cache hits (no cache: always zero).
+    pub cache_hit: DurationStat,
+}
+
+#[derive(Debug, Default)]
+struct WorkerStats {
+    inner: std::sync::Mutex<ModelStats>,
+}
+
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn add(stat: &mut DurationStat, count: u64, d: Duration) {
+    stat.count += count;
+    stat.ns = stat.ns.saturating_add(ns(d).saturating_mul(count));
+}
+
+/// Timings of one execution, for the statistics.
+struct Execution {
+    /// Model runs (1 unless a batched run failed and requests ran one by one).
+    runs: usize,
+    waits: Vec<Duration>,
+    rows: usize,
+    input: Duration,
+    infer: Duration,
+    output: Duration,
+    /// Per request: whether it succeeded, and its time from queueing to reply.
+    outcomes: Vec<(bool, Duration)>,
+    /// Answers, sent once the statistics include them (a client that got
+    /// its answer sees it counted).
+    replies: Vec<Answer>,
+}
+
+impl WorkerStats {
+    fn record(&self, e: &Execution) {
+        let mut s = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let requests = e.outcomes.len() as u64;
+        let ok = e.outcomes.iter().filter(|(ok, _)| *ok).count() as u64;
+        for (succeeded, total) in &e.outcomes {
+            let stat = if *succeeded {
+                &mut s.inference_stats.success
+            } else {
+                &mut s.inference_stats.fail
+            };
+            add(stat, 1, *total);
+        }
+        for w in &e.waits {
+            add(&mut s.inference_stats.queue, 1, *w);
+        }
+        add(&mut s.inference_stats.compute_input, requests, e.input);
+        add(&mut s.inference_stats.compute_infer, requests, e.infer);
+        add(&mut s.inference_stats.compute_output, requests, e.output);
+        if ok > 0 {
+            s.execution_count += 1;
+            s.inference_count += e.rows as u64;
+            s.last_inference = u64::try_from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis(),
+            )
+            .unwrap_or(0);
+            let size = e.rows as u64;
+            let pos = match s.batch_stats.binary_search_by_key(&size, |b| b.batch_size) {
+                Ok(p) => p,
+                Err(p) => {
+                    s.batch_stats.insert(
+                        p,
+                        BatchStat {
+                            batch_size: size,
+                            ..BatchStat::default()
+                        },
+                    );
+                    p
+                }
+            };
+            let b = &mut s.batch_stats[pos];
+            add(&mut b.compute_input, 1, e.input);
+            add(&mut b.compute_infer, 1, e.infer);
+            add(&mut b.compute_output, 1, e.output);
+        }
+    }
+}
+
+/// The lane of copies: its queue and how many wait in it.
+struct Lane {
+    tx: SyncSender<Job>,
+    queued: Arc<AtomicUsize>,
+}
+
+/// The nice value of the background lane's thread (higher is lower priority).
+const BACKGROUND_NICE: i32 = 10;
 
 /// A model running on its own thread; cheap to share behind an `Arc`.
 pub struct ModelWorker {
     tx: SyncSender<Job>,
     shared: Arc<Shared>,
+    /// Copies' lane, started on first use ([`ModelWorker::infer_background`]).
+    background: OnceLock<Option<Lane>>,
+    /// How the main thread batches, for the background lane's thread.
+    batching: (bool, usize, Duration),
     signature: Signature,
     policy: Policy,
     class_labels: HashMap<String, ClassLabels>,
@@ -160,6 +419,7 @@ impl ModelWorker {
         config: WorkerConfig,
     ) -> Result<ModelWorker, RuntimeError> {
         let mut class_labels = HashMap::new();
+        let mut cost = CostModel::default();
         if config.warmup {
             let started = Instant::now();
             let outs = model.run(warmup_inputs(&signature))?;
@@ -169,6 +429,12 @@ impl ModelWorker {
                 }
             }
             tracing::debug!(model = %config.name, elapsed_ms = started.elapsed().as_millis() as u64, "warm-up done");
+            if !config.inline_max.is_zero() {
+                // a second run, timed: the first pays for allocations
+                let started = Instant::now();
+                model.run(warmup_inputs(&signature))?;
+                cost.observe(1, started.elapsed());
+            }
         }
         let mut policy = config.policy.clone();
         if policy.max_batch_size.is_none() && signature.supports_batching() {
@@ -177,13 +443,18 @@ impl ModelWorker {
         let (tx, rx) = mpsc::sync_channel::<Job>(config.queue_capacity.max(1));
         let shared = Arc::new(Shared {
             name: config.name.clone(),
-            queued: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
             capacity: config.queue_capacity.max(1),
+            stats: WorkerStats::default(),
+            model: Mutex::new(Engine { model, cost }),
+            inline_max_ns: config.inline_max.as_nanos() as f64,
+            in_flight: AtomicUsize::new(0),
+            metrics: OnceLock::new(),
         });
         let batching = signature.supports_batching() && config.max_batch_size > 1;
         let loop_state = WorkerLoop {
-            model,
             rx,
+            queued: shared.queued.clone(),
             shared: shared.clone(),
             batching,
             max_rows: config.max_batch_size.max(1),
@@ -196,6 +467,12 @@ impl ModelWorker {
         Ok(ModelWorker {
             tx,
             shared,
+            background: OnceLock::new(),
+            batching: (
+                batching,
+                config.max_batch_size.max(1),
+                config.max_queue_delay,
+            ),
             signature,
             policy,
             class_labels,
@@ -219,6 +496,21 @@ impl ModelWorker {
         &self.class_labels
     }
 
+    /// Cumulative statistics since the worker started.
+    pub fn stats(&self) -> ModelStats {
+        self.shared
+            .stats
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Requests that may wait before [`RuntimeError::QueueFull`].
+    pub fn queue_capacity(&self) -> usize {
+        self.shared.capacity
+    }
+
     /// Requests waiting in the queue now.
     pub fn queue_len(&self) -> usize {
         self.shared.queued.load(Ordering::Relaxed)
@@ -230,18 +522,27 @@ impl ModelWorker {
         &self,
         inputs: Vec<Tensor>,
     ) -> Result<oneshot::Receiver<Result<Vec<ModelOutput>, RuntimeError>>, RuntimeError> {
+        self.submit_to(&self.tx, &self.shared.queued, inputs)
+    }
+
+    fn submit_to(
+        &self,
+        tx: &SyncSender<Job>,
+        queued: &AtomicUsize,
+        inputs: Vec<Tensor>,
+    ) -> Result<oneshot::Receiver<Result<Vec<ModelOutput>, RuntimeError>>, RuntimeError> {
         let rows = inputs.first().and_then(Tensor::batch_size).unwrap_or(1);
         let (reply, rx) = oneshot::channel();
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(Job {
+        queued.fetch_add(1, Ordering::Relaxed);
+        match tx.try_send(Job {
             inputs,
             rows,
-            reply,
+            reply: Some(reply),
             enqueued: Instant::now(),
         }) {
             Ok(()) => Ok(rx),
             Err(e) => {
-                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                queued.fetch_sub(1, Ordering::Relaxed);
                 Err(match e {
                     TrySendError::Full(_) => RuntimeError::QueueFull {
                         model: self.shared.name.clone(),
@@ -256,14 +557,39 @@ impl ModelWorker {
         }
     }
 
-    fn prepare(&self, inputs: Vec<Tensor>) -> Result<(Vec<Tensor>, Validated), RuntimeError> {
-        Ok(conform(&self.signature, inputs, &self.policy)?)
+    /// Checks a declared input name and shape against the contract before
+    /// its data is read (see [`crate::validate::check_declared_shape`]).
+    pub fn check_shape(&self, name: &str, shape: &[i64]) -> Result<(), RuntimeError> {
+        Ok(crate::validate::check_declared_shape(
+            &self.signature,
+            name,
+            shape,
+            &self.policy,
+        )?)
     }
 
-    /// Validates, converts, queues and awaits one request. The only work done
-    /// on the calling task is validation (linear in the input size).
-    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<InferResult, RuntimeError> {
-        let (inputs, validation) = self.prepare(inputs)?;
+    /// Validates and converts a request's inputs (linear in their size);
+    /// run it off the async executor for large requests, then hand the
+    /// result to [`ModelWorker::run_prepared`].
+    pub fn prepare(&self, inputs: Vec<Tensor>) -> Result<Prepared, RuntimeError> {
+        let (inputs, validation) = conform(&self.signature, inputs, &self.policy)?;
+        Ok(Prepared { inputs, validation })
+    }
+
+    /// Runs prepared inputs: on the calling thread when the inline policy
+    /// allows it (see the module), else queued to the worker thread.
+    pub async fn run_prepared(&self, prepared: Prepared) -> Result<InferResult, RuntimeError> {
+        let Prepared { inputs, validation } = prepared;
+        let flight = InFlight::enter(&self.shared.in_flight);
+        let inputs = match self.try_inline(inputs, flight.others) {
+            Ok(outputs) => {
+                return Ok(InferResult {
+                    outputs: outputs?,
+                    validation,
+                })
+            }
+            Err(inputs) => inputs,
+        };
         let rx = self.submit(inputs)?;
         let outputs = rx
             .await
@@ -274,10 +600,115 @@ impl ModelWorker {
         })
     }
 
+    /// Runs `inputs` on this thread when inlining is on, no other request
+    /// is in flight (`others`; with company, the worker thread batches
+    /// them, which costs less per request than runs of one), the model is
+    /// idle and a run of this size is predicted to take at most
+    /// [`WorkerConfig::inline_max`]; gives the inputs back otherwise.
+    fn try_inline(
+        &self,
+        inputs: Vec<Tensor>,
+        others: usize,
+    ) -> Result<Result<Vec<ModelOutput>, RuntimeError>, Vec<Tensor>> {
+        let s = &self.shared;
+        if s.inline_max_ns <= 0.0 || others != 0 || s.queued.load(Ordering::Relaxed) != 0 {
+            return Err(inputs);
+        }
+        let Ok(mut engine) = s.model.try_lock() else {
+            return Err(inputs);
+        };
+        let rows = inputs.first().and_then(Tensor::batch_size).unwrap_or(1);
+        if engine
+            .cost
+            .predict(rows)
+            .is_none_or(|ns| ns > s.inline_max_ns)
+        {
+            return Err(inputs);
+        }
+        let job = Job {
+            inputs,
+            rows,
+            reply: None,
+            enqueued: Instant::now(),
+        };
+        let replies = s.execute(&mut engine, vec![job]);
+        drop(engine);
+        replies.into_iter().next().map_or_else(
+            || Ok(Err(RuntimeError::WorkerStopped(s.name.clone()))),
+            |(_, r)| Ok(r),
+        )
+    }
+
+    /// The background lane, started on first use; `None` when its thread
+    /// could not start.
+    fn lane(&self) -> Option<&Lane> {
+        self.background
+            .get_or_init(|| {
+                let (tx, rx) = mpsc::sync_channel::<Job>(self.shared.capacity);
+                let queued = Arc::new(AtomicUsize::new(0));
+                let (batching, max_rows, delay) = self.batching;
+                let loop_state = WorkerLoop {
+                    rx,
+                    queued: queued.clone(),
+                    shared: self.shared.clone(),
+                    batching,
+                    max_rows,
+                    delay,
+                };
+                let spawned = std::thread::Builder::new()
+                    .name(format!("slipway-copy-{}", self.shared.name))
+                    .spawn(move || {
+                        // lowering one's own priority needs no privilege; on
+                        // Linux the nice value belongs to the calling thread
+                        if let Err(e) =
+                            rustix::process::setpriority_process(None, BACKGROUND_NICE)
+                        {
+                            tracing::debug!(error = %e, "background lane keeps the default priority");
+                        }
+                        loop_state.run();
+                    });
+                match spawned {
+                    Ok(_) => Some(Lane { tx, queued }),
+                    Err(e) => {
+                        tracing::warn!(model = %self.shared.name, error = %e, "cannot start the background lane; copies use the main queue");
+                        None
+                    }
+                }
+            })
+            .as_ref()
+    }
+
+    /// Validates, converts and runs a copy of a request (a shadow's, or a
+    /// paired run) on the background lane: never on the calling thread, at
+    /// a lower priority than clients' requests, refused with
+    /// [`RuntimeError::QueueFull`] when the lane's queue is full.
+    pub async fn infer_background(&self, inputs: Vec<Tensor>) -> Result<InferResult, RuntimeError> {
+        let Prepared { inputs, validation } = self.prepare(inputs)?;
+        let rx = match self.lane() {
+            Some(lane) => self.submit_to(&lane.tx, &lane.queued, inputs)?,
+            None => self.submit(inputs)?,
+        };
+        let outputs = rx
+            .await
+            .map_err(|_| RuntimeError::WorkerStopped(self.shared.name.clone()))??;
+        Ok(InferResult {
+            outputs,
+            validation,
+        })
+    }
+
+    /// Validates, converts and runs one request (see
+    /// [`ModelWorker::run_prepared`]). The only work done on the calling
+    /// task besides an inline run is validation (linear in the input size).
+    pub async fn infer(&self, inputs: Vec<Tensor>) -> Result<InferResult, RuntimeError> {
+        let prepared = self.prepare(inputs)?;
+        self.run_prepared(prepared).await
+    }
+
     /// Blocking variant of [`ModelWorker::infer`] (must not be called from
     /// within an async runtime).
     pub fn infer_blocking(&self, inputs: Vec<Tensor>) -> Result<InferResult, RuntimeError> {
-        let (inputs, validation) = self.prepare(inputs)?;
+        let Prepared { inputs, validation } = self.prepare(inputs)?;
         let rx = self.submit(inputs)?;
         let outputs = rx
             .blocking_recv()
@@ -292,16 +723,37 @@ impl ModelWorker {
     /// thread (blocking).
     pub fn shutdown(mut self) {
         let thread = self.thread.take();
-        drop(self);
+        drop(self); // the background lane's thread ends with its queue
         if let Some(t) = thread {
             let _ = t.join();
         }
     }
 }
 
+/// A request counted in [`Shared::in_flight`] until dropped.
+struct InFlight<'a> {
+    counter: &'a AtomicUsize,
+    /// Requests in flight when this one entered.
+    others: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        let others = counter.fetch_add(1, Ordering::Relaxed);
+        Self { counter, others }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.counter.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 struct WorkerLoop {
-    model: Box<dyn Model>,
     rx: mpsc::Receiver<Job>,
+    /// The count of jobs waiting in `rx`.
+    queued: Arc<AtomicUsize>,
     shared: Arc<Shared>,
     batching: bool,
     max_rows: usize,
@@ -310,16 +762,16 @@ struct WorkerLoop {
 
 impl WorkerLoop {
     fn take(&self, job: Job) -> Option<Job> {
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.queued.fetch_sub(1, Ordering::Relaxed);
         // the caller went away (request cancelled): skip the work
-        if job.reply.is_closed() {
+        if job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
             None
         } else {
             Some(job)
         }
     }
 
-    fn run(mut self) {
+    fn run(self) {
         let mut pending: Option<Job> = None;
         loop {
             let first = match pending.take() {
@@ -353,64 +805,131 @@ impl WorkerLoop {
                     jobs.push(job);
                 }
             }
-            self.execute(jobs);
+            let replies = {
+                let mut engine = self
+                    .shared
+                    .model
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                self.shared.execute(&mut engine, jobs)
+            };
+            for (reply, r) in replies {
+                if let Some(reply) = reply {
+                    let _ = reply.send(r);
+                }
+            }
         }
         tracing::debug!(model = %self.shared.name, "worker stopped");
     }
+}
 
-    fn run_model(&mut self, inputs: Vec<Tensor>) -> Result<Vec<ModelOutput>, RuntimeError> {
-        match std::panic::catch_unwind(AssertUnwindSafe(|| self.model.run(inputs))) {
+impl Shared {
+    fn metrics(&self) -> &WorkerMetrics {
+        self.metrics.get_or_init(|| WorkerMetrics {
+            queue: metrics::histogram!("slipway_inference_queue_seconds", "model" => self.name.clone()),
+            batch_rows: metrics::histogram!("slipway_inference_batch_rows", "model" => self.name.clone()),
+            compute: metrics::histogram!("slipway_inference_compute_seconds", "model" => self.name.clone()),
+        })
+    }
+
+    /// Runs the jobs on `engine` and records queue wait per request, rows
+    /// per run and compute time (`slipway_inference_queue_seconds`,
+    /// `slipway_inference_batch_rows`, `slipway_inference_compute_seconds`,
+    /// labelled by worker name), the statistics of [`ModelStats`] and the
+    /// run's cost; returns the answers, to be sent once the statistics
+    /// include them (a client that got its answer sees it counted).
+    fn execute(&self, engine: &mut Engine, jobs: Vec<Job>) -> Vec<Answer> {
+        let started = Instant::now();
+        let enqueued: Vec<Instant> = jobs.iter().map(|j| j.enqueued).collect();
+        let rows: usize = jobs.iter().map(|j| j.rows).sum();
+        let mut exec = Execution {
+            runs: 0,
+            waits: enqueued
+                .iter()
+                .map(|at| started.saturating_duration_since(*at))
+                .collect(),
+            rows,
+            input: Duration::ZERO,
+            infer: Duration::ZERO,
+            output: Duration::ZERO,
+            outcomes: Vec::with_capacity(jobs.len()),
+            replies: Vec::with_capacity(jobs.len()),
+        };
+        self.execute_inner(&mut engine.model, jobs, &mut exec);
+        if exec.runs == 1 {
+            // one run over all rows: what the next run of that size costs
+            engine.cost.observe(rows, exec.infer);
+        }
+        let m = self.metrics();
+        for w in &exec.waits {
+            m.queue.record(w.as_secs_f64());
+        }
+        m.batch_rows.record(rows as f64);
+        m.compute.record(started.elapsed().as_secs_f64());
+        self.stats.record(&exec);
+        exec.replies
+    }
+
+    fn reply(
+        reply: Option<Reply>,
+        enqueued: Instant,
+        r: Result<Vec<ModelOutput>, RuntimeError>,
+        exec: &mut Execution,
+    ) {
+        exec.outcomes.push((r.is_ok(), enqueued.elapsed()));
+        exec.replies.push((reply, r));
+    }
+
+    fn run_model(
+        model: &mut Box<dyn Model>,
+        inputs: Vec<Tensor>,
+    ) -> Result<Vec<ModelOutput>, RuntimeError> {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| model.run(inputs))) {
             Ok(r) => r,
             Err(_) => Err(RuntimeError::Inference("the model panicked".into())),
         }
     }
 
-    /// Runs the jobs and records queue wait per request, rows per run and
-    /// compute time (`slipway_inference_queue_seconds`,
-    /// `slipway_inference_batch_rows`, `slipway_inference_compute_seconds`,
-    /// labelled by worker name).
-    fn execute(&mut self, jobs: Vec<Job>) {
-        let started = Instant::now();
-        let enqueued: Vec<Instant> = jobs.iter().map(|j| j.enqueued).collect();
-        let rows: usize = jobs.iter().map(|j| j.rows).sum();
-        self.execute_inner(jobs);
-        let model = self.shared.name.clone();
-        for at in enqueued {
-            metrics::histogram!("slipway_inference_queue_seconds", "model" => model.clone())
-                .record(started.saturating_duration_since(at).as_secs_f64());
+    fn run_each(&self, model: &mut Box<dyn Model>, jobs: Vec<Job>, exec: &mut Execution) {
+        for Job {
+            inputs,
+            reply,
+            enqueued,
+            ..
+        } in jobs
+        {
+            let t = Instant::now();
+            let r = Self::run_model(model, inputs);
+            exec.infer += t.elapsed();
+            exec.runs += 1;
+            Self::reply(reply, enqueued, r, exec);
         }
-        metrics::histogram!("slipway_inference_batch_rows", "model" => model.clone())
-            .record(rows as f64);
-        metrics::histogram!("slipway_inference_compute_seconds", "model" => model)
-            .record(started.elapsed().as_secs_f64());
     }
 
-    fn execute_inner(&mut self, jobs: Vec<Job>) {
+    fn execute_inner(&self, model: &mut Box<dyn Model>, jobs: Vec<Job>, exec: &mut Execution) {
         if jobs.len() == 1 {
-            for job in jobs {
-                let r = self.run_model(job.inputs);
-                let _ = job.reply.send(r);
-            }
+            self.run_each(model, jobs, exec);
             return;
         }
-        match self.run_batched(&jobs) {
+        match self.run_batched(model, &jobs, exec) {
             Some(split) => {
                 for (job, out) in jobs.into_iter().zip(split) {
-                    let _ = job.reply.send(Ok(out));
+                    Self::reply(job.reply, job.enqueued, Ok(out), exec);
                 }
             }
-            None => {
-                for job in jobs {
-                    let r = self.run_model(job.inputs);
-                    let _ = job.reply.send(r);
-                }
-            }
+            None => self.run_each(model, jobs, exec),
         }
     }
 
     /// Runs the jobs as one batch; `None` when they cannot be batched or the
     /// batched run failed (the caller then runs them one by one).
-    fn run_batched(&mut self, jobs: &[Job]) -> Option<Vec<Vec<ModelOutput>>> {
+    fn run_batched(
+        &self,
+        model: &mut Box<dyn Model>,
+        jobs: &[Job],
+        exec: &mut Execution,
+    ) -> Option<Vec<Vec<ModelOutput>>> {
+        let t = Instant::now();
         let n_inputs = jobs[0].inputs.len();
         let mut batched = Vec::with_capacity(n_inputs);
         for i in 0..n_inputs {
@@ -420,17 +939,22 @@ impl WorkerLoop {
                 .collect::<Option<_>>()?;
             batched.push(Tensor::concat(&parts).ok()?);
         }
+        exec.input += t.elapsed();
         let total: usize = jobs.iter().map(|j| j.rows).sum();
-        let outputs = match self.run_model(batched) {
+        let t = Instant::now();
+        exec.runs += 1;
+        let outputs = match Self::run_model(model, batched) {
             Ok(o) => o,
             Err(e) => {
-                tracing::debug!(model = %self.shared.name, error = %e, "batched run failed; running requests one by one");
+                tracing::debug!(model = %self.name, error = %e, "batched run failed; running requests one by one");
                 return None;
             }
         };
+        exec.infer += t.elapsed();
         if outputs.iter().any(|o| o.tensor.batch_size() != Some(total)) {
             return None;
         }
+        let t = Instant::now();
         let mut split = Vec::with_capacity(jobs.len());
         let mut start = 0;
         for job in jobs {
@@ -445,7 +969,8 @@ impl WorkerLoop {
             split.push(outs);
             start = end;
         }
-        tracing::trace!(model = %self.shared.name, requests = jobs.len(), rows = total, "ran batch");
+        exec.output += t.elapsed();
+        tracing::trace!(model = %self.name, requests = jobs.len(), rows = total, "ran batch");
         Some(split)
     }
 }
@@ -586,6 +1111,30 @@ mod tests {
     }
 
     #[test]
+    fn statistics_count_requests_rows_and_executions() {
+        let h = harness(8, None, false);
+        let a = h.worker.submit(x(1.0)).unwrap();
+        assert_eq!(h.started.recv().unwrap(), 1);
+        let b = h.worker.submit(x(2.0)).unwrap();
+        let c = h.worker.submit(x(3.0)).unwrap();
+        for _ in 0..2 {
+            h.release.send(()).unwrap();
+        }
+        for rx in [a, b, c] {
+            rx.blocking_recv().unwrap().unwrap();
+        }
+        let s = h.worker.stats();
+        assert_eq!(s.inference_stats.success.count, 3);
+        assert_eq!(s.inference_stats.queue.count, 3);
+        assert_eq!(s.inference_count, 3, "rows");
+        assert_eq!(s.execution_count, 2, "one single run and one batch of two");
+        let sizes: Vec<u64> = s.batch_stats.iter().map(|b| b.batch_size).collect();
+        assert_eq!(sizes, vec![1, 2]);
+        assert!(s.last_inference > 0 && s.inference_stats.success.ns > 0);
+        assert_eq!(s.inference_stats.fail.count, 0);
+    }
+
+    #[test]
     fn failed_batch_falls_back_to_single_runs() {
         let h = harness(8, Some(1), false);
         let a = h.worker.submit(x(1.0)).unwrap();
@@ -620,6 +1169,139 @@ mod tests {
         assert_eq!(ok.outputs[0].tensor.name, "y");
         let bad = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3])).unwrap()];
         assert_eq!(h.worker.infer_blocking(bad).unwrap_err().http_status(), 400);
+    }
+
+    /// Echo model that records the thread each run happens on and sleeps
+    /// `delay` per run.
+    struct Where {
+        sig: Signature,
+        threads: Arc<Mutex<Vec<std::thread::ThreadId>>>,
+        delay: Duration,
+    }
+
+    impl Model for Where {
+        fn signature(&self) -> &Signature {
+            &self.sig
+        }
+        fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<ModelOutput>, RuntimeError> {
+            self.threads
+                .lock()
+                .unwrap()
+                .push(std::thread::current().id());
+            std::thread::sleep(self.delay);
+            let mut t = inputs[0].clone();
+            t.name = "y".into();
+            Ok(vec![ModelOutput::plain(t)])
+        }
+    }
+
+    fn where_worker(
+        delay: Duration,
+        inline_max: Duration,
+    ) -> (ModelWorker, Arc<Mutex<Vec<std::thread::ThreadId>>>) {
+        let sig = Signature::new(
+            vec![TensorSpec::new("x", DataType::Fp32, vec![-1, 2])],
+            vec![TensorSpec::new("y", DataType::Fp32, vec![-1, 2])],
+        );
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let model = Where {
+            sig: sig.clone(),
+            threads: threads.clone(),
+            delay,
+        };
+        let config = WorkerConfig {
+            name: "where".into(),
+            inline_max,
+            ..WorkerConfig::default()
+        };
+        let worker = ModelWorker::start(Box::new(model), sig, config).unwrap();
+        threads.lock().unwrap().clear(); // the warm-up runs
+        (worker, threads)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_fast_model_runs_on_the_calling_thread() {
+        let (worker, threads) = where_worker(Duration::ZERO, Duration::from_millis(5));
+        for i in 0..5 {
+            let out = block_on(worker.infer(x(i as f32))).unwrap();
+            assert_eq!(
+                out.outputs[0].tensor.data,
+                TensorData::Fp32(vec![i as f32, i as f32 + 0.5])
+            );
+        }
+        let me = std::thread::current().id();
+        assert!(
+            threads.lock().unwrap().iter().all(|t| *t == me),
+            "every run inline"
+        );
+        let s = worker.stats();
+        assert_eq!((s.inference_stats.success.count, s.execution_count), (5, 5));
+        assert_eq!(
+            s.inference_stats.queue.count, 5,
+            "queue wait recorded (zero)"
+        );
+    }
+
+    #[test]
+    fn slow_models_and_inline_off_use_the_worker_thread() {
+        let me = std::thread::current().id();
+        // predicted 20 ms > 1 ms
+        let (worker, threads) = where_worker(Duration::from_millis(20), Duration::from_millis(1));
+        block_on(worker.infer(x(1.0))).unwrap();
+        assert!(threads.lock().unwrap().iter().all(|t| *t != me));
+        // off
+        let (worker, threads) = where_worker(Duration::ZERO, Duration::ZERO);
+        block_on(worker.infer(x(1.0))).unwrap();
+        assert!(threads.lock().unwrap().iter().all(|t| *t != me));
+    }
+
+    #[test]
+    fn a_busy_model_queues_instead_of_running_inline() {
+        let (worker, threads) =
+            where_worker(Duration::from_millis(300), Duration::from_millis(500));
+        let worker = Arc::new(worker);
+        // one request queued to the worker thread holds the model for 300 ms
+        let queued = worker.submit(x(1.0)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while threads.lock().unwrap().is_empty() && Instant::now() < deadline {
+            std::thread::yield_now(); // until the worker thread runs it
+        }
+        let w = worker.clone();
+        let me = std::thread::current().id();
+        let r = block_on(async move { w.infer(x(2.0)).await });
+        r.unwrap();
+        queued.blocking_recv().unwrap().unwrap();
+        let t = threads.lock().unwrap().clone();
+        assert_eq!(t.len(), 2);
+        assert!(
+            t.iter().all(|t| *t != me),
+            "the second waited for the worker: {t:?}"
+        );
+    }
+
+    #[test]
+    fn the_cost_model_fits_rows() {
+        let mut c = CostModel::default();
+        assert_eq!(c.predict(1), None);
+        c.observe(1, Duration::from_micros(10));
+        assert!((c.predict(1).unwrap() - 10_000.0).abs() < 1.0);
+        assert!(
+            (c.predict(4).unwrap() - 40_000.0).abs() < 1.0,
+            "one size: proportional"
+        );
+        for _ in 0..50 {
+            c.observe(1, Duration::from_micros(10));
+            c.observe(101, Duration::from_micros(110));
+        }
+        let p = c.predict(51).unwrap();
+        assert!((p - 60_000.0).abs() < 1_000.0, "t = 9 µs + 1 µs/row: {p}");
     }
 
     #[test]

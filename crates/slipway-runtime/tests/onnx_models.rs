@@ -156,6 +156,24 @@ fn iris_rf_zipmap_string_labels() {
     );
 }
 
+/// skl2onnx classifiers lose their ZipMap at load (the answers above are
+/// onnxruntime's own, through the ZipMap); models without one are untouched.
+#[test]
+fn zipmaps_are_removed_at_load() {
+    for (file, output) in [
+        ("iris_logreg.onnx", "output_probability"),
+        ("iris_rf_strings.onnx", "output_probability"),
+    ] {
+        let bytes = std::fs::read(models_dir().join(file)).unwrap();
+        let s = slipway_runtime::zipmap::strip(&bytes).unwrap_or_else(|| panic!("{file}"));
+        assert!(s.labels.contains_key(output), "{file}: {:?}", s.labels);
+    }
+    for file in ["diabetes_rf_regressor.onnx", "mlp.onnx"] {
+        let bytes = std::fs::read(models_dir().join(file)).unwrap();
+        assert!(slipway_runtime::zipmap::strip(&bytes).is_none(), "{file}");
+    }
+}
+
 #[test]
 fn rf_regressor() {
     let (sig, outputs) = run_expected("diabetes_rf_regressor.onnx");

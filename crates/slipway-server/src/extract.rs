@@ -5,6 +5,7 @@
 //! [`MlflowRequest`] reads either into one typed struct, enforcing the JSON
 //! body limit and naming the field at fault when a value has the wrong type.
 
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Body;
@@ -22,55 +23,178 @@ impl<T: DeserializeOwned> FromRequest<AppState> for MlflowRequest<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let limit = state.config.max_json_body_bytes as usize;
         let (parts, body) = req.into_parts();
-        let query_value = query_to_json(parts.uri.query().unwrap_or(""));
-        let value = if parts.method == Method::GET {
-            query_value
-        } else {
-            let bytes = read_body(body, limit).await?;
-            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-                query_value
-            } else {
-                serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-                    ApiError(Error::new(
-                        ErrorCode::InvalidParameterValue,
-                        format!("Malformed JSON request body: {e}"),
-                    ))
-                })?
-            }
-        };
-        if !value.is_object() {
-            return Err(ApiError(Error::new(
-                ErrorCode::InvalidParameterValue,
-                "Request body must be a JSON object",
-            )));
+        let query = || query_to_json(parts.uri.query().unwrap_or(""));
+        if parts.method == Method::GET {
+            return from_value(query()).map(MlflowRequest);
         }
-        from_value(value).map(MlflowRequest)
+        let bytes = read_body(body, &state.config).await?;
+        match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => from_value(query()).map(MlflowRequest),
+            // straight from the bytes into the request struct: a large
+            // log-batch never becomes a tree of JSON values
+            Some(b'{') => from_slice(&bytes).map(MlflowRequest),
+            Some(_) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Err(e) => Err(malformed(&e)),
+                Ok(_) => Err(ApiError(Error::new(
+                    ErrorCode::InvalidParameterValue,
+                    "Request body must be a JSON object",
+                ))),
+            },
+        }
     }
 }
 
-/// Reads a body up to `limit` bytes; a larger body is 413 with MLflow's error JSON.
-pub async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let too_large = std::error::Error::source(&e)
-            .map(|s| s.to_string().contains("length limit"))
-            .unwrap_or(false)
-            || e.to_string().contains("length limit");
-        if too_large {
-            ApiError(Error::new(
-                ErrorCode::PayloadTooLarge,
-                format!(
-                    "Request body exceeds the limit of {limit} bytes (setting max_json_body_bytes)"
-                ),
-            ))
-        } else {
+/// Reads a whole body of at most `max_json_body_bytes` within
+/// `body_read_timeout_seconds`: a larger body is 413, a slower one 408.
+/// The buffer is sized once from `Content-Length` (when given and within the
+/// limit), so a large body costs its size in memory, not twice that.
+pub async fn read_body(body: Body, config: &Config) -> Result<bytes::Bytes, ApiError> {
+    read_body_into(body, config, bytes::BytesMut::new()).await
+}
+
+/// [`read_body`] into `buf` (empty; its capacity is used when large
+/// enough, e.g. one whose pages were touched off the executor).
+pub async fn read_body_into(
+    body: Body,
+    config: &Config,
+    buf: bytes::BytesMut,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = BodyLimit {
+        bytes: usize::try_from(config.max_json_body_bytes).unwrap_or(usize::MAX),
+        setting: Some("max_json_body_bytes"),
+    };
+    read_timed(body, config, limit, buf).await
+}
+
+/// [`read_body`] with a fixed limit of `limit` bytes in place of
+/// `max_json_body_bytes`, for small forms (the sign-in form) that no setting
+/// should let grow; the same `body_read_timeout_seconds` deadline applies.
+pub async fn read_small_body(
+    body: Body,
+    config: &Config,
+    limit: usize,
+) -> Result<bytes::Bytes, ApiError> {
+    let limit = BodyLimit {
+        bytes: limit,
+        setting: None,
+    };
+    read_timed(body, config, limit, bytes::BytesMut::new()).await
+}
+
+/// The most bytes a body may have, and the setting that says so (if any).
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit {
+    bytes: usize,
+    setting: Option<&'static str>,
+}
+
+async fn read_timed(
+    body: Body,
+    config: &Config,
+    limit: BodyLimit,
+    buf: bytes::BytesMut,
+) -> Result<bytes::Bytes, ApiError> {
+    let timeout = std::time::Duration::from_secs(config.body_read_timeout_seconds);
+    match tokio::time::timeout(timeout, collect(body, limit, buf)).await {
+        Ok(read) => read,
+        Err(_) => Err(ApiError(Error::new(
+            ErrorCode::RequestTimeout,
+            format!(
+                "Request body not received within {} s (setting body_read_timeout_seconds)",
+                timeout.as_secs()
+            ),
+        ))),
+    }
+}
+
+/// Bytes a request task copies from its body before yielding to other tasks.
+const YIELD_EVERY_BYTES: usize = 1 << 20;
+
+async fn collect(
+    mut body: Body,
+    limit: BodyLimit,
+    mut buf: bytes::BytesMut,
+) -> Result<bytes::Bytes, ApiError> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        let setting = limit
+            .setting
+            .map(|name| format!(" (setting {name})"))
+            .unwrap_or_default();
+        ApiError(Error::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "Request body exceeds the limit of {} bytes{setting}",
+                limit.bytes
+            ),
+        ))
+    };
+    let limit = limit.bytes;
+    let hint = axum::body::HttpBody::size_hint(&body);
+    if usize::try_from(hint.lower()).map_or(true, |n| n > limit) {
+        return Err(too_large());
+    }
+    let wanted = hint
+        .exact()
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or(0)
+        .min(limit);
+    buf.clear();
+    buf.reserve(wanted);
+    // bytes copied since this task last let others run: a large body arriving
+    // fast is ready frame after frame, and tokio's cooperative budget counts
+    // polls, not bytes, so without this one upload could hold a worker for
+    // tens of megabytes (page faults included) while probes wait
+    let mut since_yield = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             ApiError(Error::new(
                 ErrorCode::InvalidParameterValue,
                 format!("Could not read request body: {e}"),
             ))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Err(too_large());
+            }
+            buf.extend_from_slice(&data);
+            since_yield += data.len();
+            if since_yield >= YIELD_EVERY_BYTES {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
         }
-    })
+    }
+    Ok(buf.freeze())
+}
+
+fn malformed(e: &serde_json::Error) -> ApiError {
+    ApiError(Error::new(
+        ErrorCode::InvalidParameterValue,
+        format!("Malformed JSON request body: {e}"),
+    ))
+}
+
+/// Deserializes a JSON object's bytes into a request struct, naming the
+/// field at fault; syntax errors are "malformed", type errors name the field.
+pub fn from_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            return malformed(&inner);
+        }
+        let msg = if path == "." || path.is_empty() {
+            format!("Invalid request: {inner}")
+        } else {
+            format!("Invalid value for parameter '{path}': {inner}")
+        };
+        ApiError(Error::invalid(msg))
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
 }
 
 /// Deserializes a JSON value into a request struct, naming the field at fault.

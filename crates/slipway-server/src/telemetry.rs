@@ -102,3 +102,84 @@ pub async fn track_http(req: Request, next: Next) -> Response {
         .record(start.elapsed().as_secs_f64());
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    /// Every `counter!` / `gauge!` / `histogram!` name in the workspace's
+    /// sources, with its type.
+    fn metrics_in_code() -> BTreeMap<String, String> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.join("crates")];
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    if !p.ends_with("target") {
+                        stack.push(p);
+                    }
+                    continue;
+                }
+                if p.extension().is_none_or(|x| x != "rs") {
+                    continue;
+                }
+                let text = std::fs::read_to_string(&p).unwrap();
+                for kind in ["counter", "gauge", "histogram"] {
+                    let pat = format!("{kind}!(");
+                    for (i, _) in text.match_indices(&pat) {
+                        let rest = text[i + pat.len()..].trim_start();
+                        if let Some(name) = rest
+                            .strip_prefix('"')
+                            .and_then(|r| r.split('"').next())
+                            .filter(|n| n.starts_with("slipway_"))
+                        {
+                            out.insert(name.to_string(), kind.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// deploy/prometheus/metrics.json lists exactly the metrics the code
+    /// exports, with their types: the alert rules and the dashboard are
+    /// checked against it (deploy/check-monitoring).
+    #[test]
+    fn the_metrics_catalog_matches_the_code() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let catalog: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(root.join("deploy/prometheus/metrics.json")).unwrap(),
+        )
+        .unwrap();
+        let listed: BTreeMap<String, String> = catalog["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let code = metrics_in_code();
+        let missing: Vec<&String> = code.keys().filter(|k| !listed.contains_key(*k)).collect();
+        let stale: Vec<&String> = listed.keys().filter(|k| !code.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty(),
+            "exported but not in metrics.json: {missing:?}"
+        );
+        assert!(
+            stale.is_empty(),
+            "in metrics.json but not exported: {stale:?}"
+        );
+        for (name, kind) in &code {
+            assert_eq!(&listed[name], kind, "type of {name}");
+        }
+    }
+}

@@ -1,9 +1,18 @@
 //! The `slipway` binary: parses the command line and hands over to the
-//! server library. Nothing else lives here.
+//! server library ([`slipway_server`]), to [`ops`] for backups, store
+//! migration and `doctor`, or, for commands that talk to a running server,
+//! to [`remote`]. Each subcommand takes only its own flags: `up`, `config
+//! check` and `doctor` the server settings, `token` and `backup` the store
+//! settings, the remote commands a URL and a token.
+
+mod ops;
+mod remote;
+mod rollout;
+mod table;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use slipway_server::config::ConfigArgs;
+use slipway_server::config::{ServerArgs, StoreArgs};
 use slipway_server::{auth, telemetry, Application};
 use std::process::ExitCode;
 
@@ -17,8 +26,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "slipway", version, about)]
 struct Cli {
-    #[command(flatten)]
-    config: ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,92 +37,54 @@ enum Command {
         /// Do not register and deploy the demo model.
         #[arg(long, env = "SLIPWAY_NO_DEMO")]
         no_demo: bool,
+        /// Restore this backup into the configured stores before starting, when they are empty (a location's newest complete backup, or <location>/backups/<id>); stores restored by an earlier start are left alone.
+        #[arg(long, env = "SLIPWAY_RESTORE_FROM", value_name = "SRC")]
+        restore_from: Option<String>,
+        #[command(flatten)]
+        settings: ServerArgs,
     },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Create or update a deployment on a running server.
-    Deploy {
-        /// Deployment name (the V2 model name).
-        name: String,
-        /// Registered model to serve.
-        #[arg(long)]
-        model: String,
-        /// Alias to follow (e.g. champion).
-        #[arg(long, conflicts_with = "version", required_unless_present = "version")]
-        alias: Option<String>,
-        /// Fixed version to serve.
-        #[arg(long)]
-        version: Option<String>,
-        #[command(flatten)]
-        remote: Remote,
+    /// Create or update a deployment on a running server and wait until it serves.
+    Deploy(remote::DeployArgs),
+    /// List, show or delete deployments on a running server.
+    Deployment {
+        #[command(subcommand)]
+        command: remote::DeploymentCommand,
     },
     /// Send JSON or CSV rows to a deployment (MLflow scoring protocol) and print the predictions.
-    Predict {
-        /// Deployment name.
-        name: String,
-        /// File with the request: JSON (`{"inputs": [[...]]}`, `dataframe_split`, ...) or CSV with a
-        /// header row. Reads standard input when absent.
-        #[arg(long)]
-        file: Option<std::path::PathBuf>,
-        #[command(flatten)]
-        remote: Remote,
+    Predict(remote::PredictArgs),
+    /// Start, watch and act on rollouts (canary, A/B, shadow) on a running server.
+    Rollout {
+        #[command(subcommand)]
+        command: rollout::RolloutCommand,
     },
     /// Manage API tokens directly in the metadata store.
     Token {
         #[command(subcommand)]
         command: TokenCommand,
     },
-}
-
-/// How to reach a running server.
-#[derive(clap::Args)]
-struct Remote {
-    /// Server URL [default: http://<listen>].
-    #[arg(long, env = "SLIPWAY_URL")]
-    url: Option<String>,
-    /// Token [default: the data dir's initial-admin-token file].
-    #[arg(long, env = "SLIPWAY_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-}
-
-impl Remote {
-    fn resolve(&self, config: &slipway_server::config::Config) -> anyhow::Result<(String, String)> {
-        let url = self
-            .url
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", config.listen));
-        let token = match &self.token {
-            Some(t) => t.clone(),
-            None => std::fs::read_to_string(config.initial_token_path())
-                .map(|t| t.trim().to_string())
-                .with_context(|| {
-                    format!(
-                        "no token: pass --token or SLIPWAY_TOKEN (could not read {})",
-                        config.initial_token_path().display()
-                    )
-                })?,
-        };
-        Ok((url.trim_end_matches('/').to_string(), token))
-    }
-}
-
-async fn send(req: reqwest::RequestBuilder) -> anyhow::Result<String> {
-    let resp = req.send().await.context("contacting the server")?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        anyhow::bail!("server answered {status}: {text}");
-    }
-    Ok(text)
+    /// Back up, list, verify, restore and prune backups of metadata and artifacts.
+    Backup {
+        #[command(subcommand)]
+        command: ops::BackupCommand,
+    },
+    /// Copy every entity and artifact from one store configuration to another (SQLite + local directory ↔ PostgreSQL + S3) through the backup format.
+    Migrate(ops::MigrateArgs),
+    /// Check the configuration, the stores, migrations, clocks, ONNX Runtime, disk and deployments; exit non-zero on FAIL.
+    Doctor(ops::DoctorArgs),
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Print the effective configuration (secrets redacted); exit non-zero if invalid.
-    Check,
+    Check {
+        #[command(flatten)]
+        settings: ServerArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,13 +97,23 @@ enum TokenCommand {
         /// Scopes: read, write, predict, admin (repeat or comma-separate).
         #[arg(long = "scope", value_delimiter = ',', required = true)]
         scopes: Vec<String>,
+        #[command(flatten)]
+        stores: StoreArgs,
     },
     /// List tokens (never their secrets).
-    List,
+    List {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
     /// Revoke a token by id.
     Revoke {
         /// Token id, as shown by `token list`.
         id: String,
+        #[command(flatten)]
+        stores: StoreArgs,
     },
 }
 
@@ -151,7 +130,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -159,156 +138,150 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = cli.config.load()?;
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Config {
-            command: ConfigCommand::Check,
+            command: ConfigCommand::Check { settings },
         } => {
+            let config = settings.load()?;
             print!("{}", config.to_redacted_toml());
             println!("# configuration is valid");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Up { no_demo } => {
-            telemetry::init_logging(&config);
-            let app = Application::build(config).await?;
-            let url = format!("http://{}", app.addr());
-            let token_line = match &app.new_admin_token {
-                Some(t) => format!(
-                    "  Admin token:  {t}\n                (shown once; also written to {})",
-                    app.state().config.initial_token_path().display()
-                ),
-                None => format!(
-                    "  Admin token:  not shown again (first start wrote it to {}; more with `slipway token`)",
-                    app.state().config.initial_token_path().display()
-                ),
-            };
-            app.start_serving().await?;
-            if !no_demo {
-                app.install_demo().await?;
-            }
-            println!(
-                "Slipway {} is up (role: {})",
-                env!("CARGO_PKG_VERSION"),
-                format!("{:?}", app.state().config.role).to_lowercase()
-            );
-            println!("  URL:          {url}");
-            println!("{token_line}");
-            println!("  MLflow:       export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_TOKEN=<admin token>");
-            if let Some(dep) = app.state().serving.get("iris") {
-                let token_expr = match &app.new_admin_token {
-                    Some(t) => t.clone(),
-                    None if app.state().config.initial_token_path().is_file() => {
-                        format!(
-                            "$(cat {})",
-                            app.state().config.initial_token_path().display()
-                        )
-                    }
-                    None => "$SLIPWAY_ADMIN_TOKEN".to_string(),
-                };
-                let status = dep.status();
+        Command::Up {
+            no_demo,
+            restore_from,
+            settings,
+        } => done(up(settings, no_demo, restore_from).await),
+        Command::Deploy(args) => done(remote::deploy(args).await),
+        Command::Deployment { command } => done(remote::deployment(command).await),
+        Command::Predict(args) => done(remote::predict(args).await),
+        Command::Rollout { command } => done(rollout::run(command).await),
+        Command::Token { command } => done(token(command).await),
+        Command::Backup { command } => ops::backup(command).await,
+        Command::Migrate(args) => ops::migrate(args).await,
+        Command::Doctor(args) => ops::doctor(args).await,
+    }
+}
+
+async fn up(
+    settings: ServerArgs,
+    no_demo: bool,
+    restore_from: Option<String>,
+) -> anyhow::Result<()> {
+    let config = settings.load()?;
+    telemetry::init_logging(&config);
+    if let Some(src) = &restore_from {
+        let progress = slipway_backup::Progress::default();
+        match slipway_server::backups::restore_before_start(&config, src, &progress).await? {
+            slipway_server::backups::StartRestore::Restored(s) => {
                 println!(
-                    "  Demo model:   iris v{} ({})",
-                    status.serving_version.unwrap_or_default(),
-                    status.state
+                    "Restored backup {} ({} rows, {} artifact files) in {:.1} s",
+                    s.backup_id,
+                    s.rows,
+                    s.artifacts,
+                    s.duration_ms as f64 / 1000.0
                 );
-                println!("  Predict:      curl -s -H \"Authorization: Bearer {token_expr}\" -H 'Content-Type: application/json' -d '{{\"inputs\":[{{\"name\":\"float_input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[5.1,3.5,1.4,0.2]}}]}}' {url}/v2/models/iris/infer");
             }
-            println!("SLIPWAY_LISTENING={url}");
-            app.run_until_stopped().await
-        }
-        Command::Deploy {
-            name,
-            model,
-            alias,
-            version,
-            remote,
-        } => {
-            let (url, token) = remote.resolve(&config)?;
-            let mut spec = serde_json::json!({"model": model});
-            if let Some(a) = alias {
-                spec["alias"] = a.into();
+            slipway_server::backups::StartRestore::AlreadyRestored(id) => {
+                tracing::info!(backup_id = %id, "stores already restored from this backup; starting");
             }
-            if let Some(v) = version {
-                spec["version"] = v.into();
-            }
-            let client = reqwest::Client::new();
-            let text = send(
-                client
-                    .put(format!("{url}/api/v1/deployments/{name}"))
-                    .bearer_auth(&token)
-                    .json(&spec),
-            )
-            .await?;
-            println!("{text}");
-            Ok(())
-        }
-        Command::Predict { name, file, remote } => {
-            let (url, token) = remote.resolve(&config)?;
-            let body = match file {
-                Some(path) => {
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
-                }
-                None => {
-                    let mut buf = Vec::new();
-                    std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
-                        .context("reading standard input")?;
-                    buf
-                }
-            };
-            let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-            let content_type = if matches!(first, Some(b'{') | Some(b'[')) {
-                "application/json"
-            } else {
-                "text/csv"
-            };
-            let client = reqwest::Client::new();
-            let text = send(
-                client
-                    .post(format!("{url}/api/v1/deployments/{name}/invocations"))
-                    .bearer_auth(&token)
-                    .header("content-type", content_type)
-                    .body(body),
-            )
-            .await?;
-            println!("{text}");
-            Ok(())
-        }
-        Command::Token { command } => {
-            let store = slipway_server::open_metadata_store(&config).await?;
-            match command {
-                TokenCommand::Create { name, scopes } => {
-                    let (secret, rec) = auth::create_token(store.as_ref(), &name, &scopes)
-                        .await
-                        .context("creating token")?;
-                    println!("id:     {}", rec.id);
-                    println!("scopes: {}", rec.scopes.join(","));
-                    println!("token:  {secret}");
-                    println!("(the token is shown once; only its hash is stored)");
-                }
-                TokenCommand::List => {
-                    println!("{:<18} {:<24} {:<28} STATUS", "ID", "NAME", "SCOPES");
-                    for t in store.list_tokens().await? {
-                        let status = if t.revoked_at.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        };
-                        println!(
-                            "{:<18} {:<24} {:<28} {}",
-                            t.id,
-                            t.name,
-                            t.scopes.join(","),
-                            status
-                        );
-                    }
-                }
-                TokenCommand::Revoke { id } => {
-                    store.revoke_token(&id).await?;
-                    println!("revoked {id}");
-                }
-            }
-            Ok(())
         }
     }
+    let mut app = Application::build(config).await?;
+    let url = format!("http://{}", app.addr());
+    // answer health checks while deployments load; readiness waits for them
+    app.start_http();
+    app.start_serving().await?;
+    // A restored installation is what the backup holds: no demo added.
+    if !no_demo && restore_from.is_none() {
+        app.install_demo().await?;
+    }
+    let state = app.state();
+    println!(
+        "Slipway {} is up (role: {})",
+        env!("CARGO_PKG_VERSION"),
+        format!("{:?}", state.config.role).to_lowercase()
+    );
+    println!("  URL:          {url}");
+    if state.config.role != slipway_server::config::Role::Serving {
+        let mlflow_ui = if state.mlflow_ui.is_some() {
+            "MLflow UI"
+        } else {
+            "MLflow UI not installed: run scripts/ensure-mlflow-ui.sh"
+        };
+        println!(
+            "  UI:           {url}/ ({mlflow_ui}), console {url}/console/ (sign in with the admin token)"
+        );
+    }
+    let origin = app.admin_token_origin();
+    println!("  Admin token:  {}", origin.describe());
+    println!(
+        "  MLflow:       export MLFLOW_TRACKING_URI={url} MLFLOW_TRACKING_TOKEN=<admin token>"
+    );
+    if let Some(dep) = state.serving.get(slipway_server::demo::DEMO_NAME) {
+        let status = dep.status();
+        println!(
+            "  Demo model:   iris v{} ({})",
+            status.serving_version.unwrap_or_default(),
+            status.state
+        );
+        println!("  Predict:      curl -s -H \"Authorization: Bearer {}\" -H 'Content-Type: application/json' -d '{{\"inputs\":[{{\"name\":\"float_input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[5.1,3.5,1.4,0.2]}}]}}' {url}/v2/models/iris/infer", origin.shell_expression());
+    }
+    println!("SLIPWAY_LISTENING={url}");
+    app.run_until_stopped().await
+}
+
+async fn token(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Create {
+            name,
+            scopes,
+            stores,
+        } => {
+            let store = slipway_server::open_existing_metadata_store(&stores.load()?).await?;
+            let (secret, rec) = auth::create_token(store.as_ref(), &name, &scopes)
+                .await
+                .context("creating token")?;
+            println!("id:     {}", rec.id);
+            println!("scopes: {}", rec.scopes.join(","));
+            println!("token:  {secret}");
+            println!("(the token is shown once; only its hash is stored)");
+        }
+        TokenCommand::List { json, stores } => {
+            let store = slipway_server::open_existing_metadata_store(&stores.load()?).await?;
+            let tokens = store.list_tokens().await?;
+            if json {
+                let list: Vec<_> = tokens
+                    .iter()
+                    .map(slipway_server::routes::tokens::token_json)
+                    .collect();
+                println!("{}", serde_json::json!({ "tokens": list }));
+                return Ok(());
+            }
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.id.clone(),
+                        t.name.clone(),
+                        t.scopes.join(","),
+                        if t.revoked_at.is_some() {
+                            "revoked".into()
+                        } else {
+                            "active".into()
+                        },
+                    ]
+                })
+                .collect();
+            table::print(&["ID", "NAME", "SCOPES", "STATUS"], rows);
+        }
+        TokenCommand::Revoke { id, stores } => {
+            let store = slipway_server::open_existing_metadata_store(&stores.load()?).await?;
+            store.revoke_token(&id).await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }

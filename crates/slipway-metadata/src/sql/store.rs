@@ -14,14 +14,15 @@ use sqlx::AnyConnection;
 use sqlx::{Any, Transaction};
 
 use super::util::{
-    db_err, get_f, get_i, get_oi, get_s, is_unique, parse_exp_id, prefix_upper_bound, random_name,
-    store_value,
+    db_err, get_f, get_i, get_oi, get_os, get_s, is_unique, parse_exp_id, prefix_upper_bound,
+    random_name, store_value,
 };
 use super::{load, query, SqlStore};
 use crate::search::{self, decode_page_token, encode_page_token, Target};
 use crate::{
-    ArtifactDigest, DeploymentRecord, MetadataStore, NewLoggedModel, NewModelVersion, NewRun, Page,
-    Result, SearchQuery, TokenRecord,
+    ArtifactDigest, BackupRunRecord, BackupRunResult, BackupRunSummary, DeploymentRecord,
+    LeaseRecord, MetadataStore, NewLoggedModel, NewModelVersion, NewRun, Page, Result,
+    RolloutRecord, SearchQuery, SessionRecord, TokenRecord,
 };
 
 /// Tag holding a run's name.
@@ -1811,7 +1812,98 @@ impl MetadataStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        sqlx::query("DELETE FROM sessions WHERE token_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    // ------------------------------------------------------------ sessions
+
+    async fn create_session(&self, session: &SessionRecord) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM api_tokens WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(session.token_id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if n == 0 {
+            return Err(Error::not_found(format!(
+                "Token with id={} not found or revoked",
+                session.token_id
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(session.id_hash.as_str())
+        .bind(session.token_id.as_str())
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique(&e) {
+                Error::already_exists("A session with this id already exists")
+            } else {
+                db_err(e)
+            }
+        })?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn find_session(
+        &self,
+        id_hash: &str,
+        now: i64,
+    ) -> Result<Option<(SessionRecord, TokenRecord)>> {
+        let mut c = self.rconn().await?;
+        let row = sqlx::query(
+            "SELECT s.id_hash, s.token_id, s.created_at AS session_created_at, s.expires_at, \
+             t.id, t.name, t.secret_hash, t.scopes, t.created_at, t.revoked_at \
+             FROM sessions s JOIN api_tokens t ON t.id = s.token_id \
+             WHERE s.id_hash = $1 AND s.expires_at > $2 AND t.revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+        let Some(r) = row else {
+            return Ok(None);
+        };
+        let session = SessionRecord {
+            id_hash: get_s(&r, "id_hash")?,
+            token_id: get_s(&r, "token_id")?,
+            created_at: get_i(&r, "session_created_at")?,
+            expires_at: get_i(&r, "expires_at")?,
+        };
+        Ok(Some((session, token_from_row(&r)?)))
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected())
     }
 
     // ------------------------------------------------------------ settings
@@ -1834,6 +1926,271 @@ impl MetadataStore for SqlStore {
             .await
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    // ------------------------------------------------------------ leases
+
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+        let now = now_millis();
+        let mut tx = self.tx().await?;
+        let res = sqlx::query(
+            "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
+             WHERE leases.holder = excluded.holder OR leases.expires_at < $4",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now.saturating_add(ttl_ms.max(0)))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_lease(&self, name: &str) -> Result<Option<LeaseRecord>> {
+        let mut c = self.rconn().await?;
+        let row = sqlx::query("SELECT name, holder, expires_at FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *c)
+            .await
+            .map_err(db_err)?;
+        row.map(|r| {
+            Ok(LeaseRecord {
+                name: get_s(&r, "name")?,
+                holder: get_s(&r, "holder")?,
+                expires_at: get_i(&r, "expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    // ------------------------------------------------------------ backup runs
+
+    async fn record_backup_run(&self, run: &BackupRunRecord) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO backup_runs (id, started_at, finished_at, result, started_by, holder, location, \
+             backup_id, size_bytes, copied_bytes, pruned, verified, error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(&run.id)
+        .bind(run.started_at)
+        .bind(run.finished_at)
+        .bind(run.result.as_str())
+        .bind(&run.started_by)
+        .bind(&run.holder)
+        .bind(&run.location)
+        .bind(run.backup_id.clone())
+        .bind(run.size_bytes)
+        .bind(run.copied_bytes)
+        .bind(run.pruned)
+        .bind(run.verified.map(i64::from))
+        .bind(run.error.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique(&e) {
+                Error::already_exists(format!("A backup run with id '{}' is already recorded", run.id))
+            } else {
+                db_err(e)
+            }
+        })?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn backup_run_summary(&self) -> Result<BackupRunSummary> {
+        const COLUMNS: &str = "id, started_at, finished_at, result, started_by, holder, location, \
+             backup_id, size_bytes, copied_bytes, pruned, verified, error";
+        let mut c = self.rconn().await?;
+        let latest = |filter: &'static str| {
+            format!("SELECT {COLUMNS} FROM backup_runs {filter} ORDER BY finished_at DESC, id DESC LIMIT 1")
+        };
+        let mut one = Vec::new();
+        for filter in ["", "WHERE result = 'success'", "WHERE verified IS NOT NULL"] {
+            let row = sqlx::query(&latest(filter))
+                .fetch_optional(&mut *c)
+                .await
+                .map_err(db_err)?;
+            one.push(row.map(|r| backup_run_from_row(&r)).transpose()?);
+        }
+        let totals = sqlx::query(
+            "SELECT \
+               CAST(COALESCE(SUM(CASE WHEN result = 'success' THEN 1 ELSE 0 END), 0) AS BIGINT) AS successes, \
+               CAST(COALESCE(SUM(CASE WHEN result = 'failure' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failures, \
+               CAST(COALESCE(SUM(copied_bytes), 0) AS BIGINT) AS copied_bytes, \
+               CAST(COALESCE(SUM(pruned), 0) AS BIGINT) AS pruned \
+             FROM backup_runs",
+        )
+        .fetch_one(&mut *c)
+        .await
+        .map_err(db_err)?;
+        let mut one = one.into_iter();
+        Ok(BackupRunSummary {
+            last: one.next().flatten(),
+            last_success: one.next().flatten(),
+            last_verified: one.next().flatten(),
+            successes: get_i(&totals, "successes")?,
+            failures: get_i(&totals, "failures")?,
+            copied_bytes: get_i(&totals, "copied_bytes")?,
+            pruned: get_i(&totals, "pruned")?,
+        })
+    }
+
+    // ------------------------------------------------------------ rollouts
+
+    async fn create_rollout(&self, r: &RolloutRecord) -> Result<()> {
+        let mut tx = self.tx().await?;
+        let res = sqlx::query(
+            "INSERT INTO rollouts (id, deployment, state, active, body, revision, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&r.id)
+        .bind(&r.deployment)
+        .bind(&r.state)
+        .bind(i64::from(r.active))
+        .bind(r.body.to_string())
+        .bind(r.revision)
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Ok(_) => tx.commit().await.map_err(db_err),
+            Err(e) if is_unique(&e) => Err(Error::already_exists(format!(
+                "Deployment '{}' already has an active rollout; finish, abort or promote it first",
+                r.deployment
+            ))),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn get_rollout(&self, id: &str) -> Result<RolloutRecord> {
+        let mut c = self.rconn().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLS} FROM rollouts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(r) => rollout_from_row(&r),
+            None => Err(Error::not_found(format!("Rollout '{id}' not found"))),
+        }
+    }
+
+    async fn list_rollouts(&self, deployment: &str) -> Result<Vec<RolloutRecord>> {
+        let mut c = self.rconn().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLS} FROM rollouts WHERE deployment = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(deployment)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    async fn active_rollouts(&self) -> Result<Vec<RolloutRecord>> {
+        let mut c = self.rconn().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLS} FROM rollouts WHERE active = 1 ORDER BY created_at, id"
+        ))
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    async fn update_rollout(&self, r: &RolloutRecord) -> Result<RolloutRecord> {
+        let now = now_millis();
+        let mut tx = self.tx().await?;
+        let res = sqlx::query(
+            "UPDATE rollouts SET state = $1, active = $2, body = $3, revision = revision + 1, updated_at = $4 \
+             WHERE id = $5 AND revision = $6",
+        )
+        .bind(&r.state)
+        .bind(i64::from(r.active))
+        .bind(r.body.to_string())
+        .bind(now)
+        .bind(&r.id)
+        .bind(r.revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if res.rows_affected() != 1 {
+            return Err(Error::invalid_state(format!(
+                "Rollout '{}' was changed concurrently (revision {} is no longer current)",
+                r.id, r.revision
+            )));
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(RolloutRecord {
+            revision: r.revision + 1,
+            updated_at: now,
+            ..r.clone()
+        })
+    }
+
+    async fn put_rollout_stats(
+        &self,
+        rollout_id: &str,
+        step: i64,
+        replica: &str,
+        payload: &serde_json::Value,
+    ) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query(
+            "INSERT INTO rollout_stats (rollout_id, step, replica, payload, updated_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (rollout_id, step, replica) DO UPDATE SET payload = excluded.payload, updated_at = excluded.updated_at",
+        )
+        .bind(rollout_id)
+        .bind(step)
+        .bind(replica)
+        .bind(payload.to_string())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_rollout_stats(
+        &self,
+        rollout_id: &str,
+        step: i64,
+    ) -> Result<Vec<(String, serde_json::Value)>> {
+        let mut c = self.rconn().await?;
+        let rows = sqlx::query(
+            "SELECT replica, payload FROM rollout_stats WHERE rollout_id = $1 AND step = $2 ORDER BY replica",
+        )
+        .bind(rollout_id)
+        .bind(step)
+        .fetch_all(&mut *c)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                let payload = serde_json::from_str(&get_s(r, "payload")?).map_err(|e| {
+                    tracing::error!(error = %e, "corrupt rollout statistics");
+                    Error::internal("Corrupt rollout statistics")
+                })?;
+                Ok((get_s(r, "replica")?, payload))
+            })
+            .collect()
     }
 
     // ------------------------------------------------------------ deployments
@@ -1895,6 +2252,28 @@ impl MetadataStore for SqlStore {
     }
 }
 
+fn backup_run_from_row(r: &sqlx::any::AnyRow) -> Result<BackupRunRecord> {
+    let result = get_s(r, "result")?;
+    Ok(BackupRunRecord {
+        id: get_s(r, "id")?,
+        started_at: get_i(r, "started_at")?,
+        finished_at: get_i(r, "finished_at")?,
+        result: BackupRunResult::parse(&result).ok_or_else(|| {
+            tracing::error!(result, "corrupt backup run record");
+            Error::internal("Corrupt backup run record")
+        })?,
+        started_by: get_s(r, "started_by")?,
+        holder: get_s(r, "holder")?,
+        location: get_s(r, "location")?,
+        backup_id: get_os(r, "backup_id")?,
+        size_bytes: get_oi(r, "size_bytes")?,
+        copied_bytes: get_i(r, "copied_bytes")?,
+        pruned: get_i(r, "pruned")?,
+        verified: get_oi(r, "verified")?.map(|v| v != 0),
+        error: get_os(r, "error")?,
+    })
+}
+
 fn token_from_row(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
     let scopes_text = get_s(r, "scopes")?;
     let scopes: Vec<String> = serde_json::from_str(&scopes_text).map_err(|e| {
@@ -1908,6 +2287,25 @@ fn token_from_row(r: &sqlx::any::AnyRow) -> Result<TokenRecord> {
         scopes,
         created_at: get_i(r, "created_at")?,
         revoked_at: get_oi(r, "revoked_at")?,
+    })
+}
+
+const ROLLOUT_COLS: &str = "id, deployment, state, active, body, revision, created_at, updated_at";
+
+fn rollout_from_row(r: &sqlx::any::AnyRow) -> Result<RolloutRecord> {
+    let body = serde_json::from_str(&get_s(r, "body")?).map_err(|e| {
+        tracing::error!(error = %e, "corrupt rollout record");
+        Error::internal("Corrupt rollout record")
+    })?;
+    Ok(RolloutRecord {
+        id: get_s(r, "id")?,
+        deployment: get_s(r, "deployment")?,
+        state: get_s(r, "state")?,
+        active: get_i(r, "active")? != 0,
+        body,
+        revision: get_i(r, "revision")?,
+        created_at: get_i(r, "created_at")?,
+        updated_at: get_i(r, "updated_at")?,
     })
 }
 

@@ -7,14 +7,14 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::routes::empty;
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use slipway_artifacts::ArtifactPath;
@@ -22,18 +22,44 @@ use slipway_core::Error;
 use slipway_metadata::ArtifactDigest;
 
 /// Routes of this module (absolute paths).
-pub fn routes() -> Router<AppState> {
-    let mut r = Router::new();
+pub fn routes() -> Routes {
+    let mut r = Routes::new();
     for prefix in [
         "/api/2.0/mlflow-artifacts",
         "/ajax-api/2.0/mlflow-artifacts",
     ] {
-        r = r.route(&format!("{prefix}/artifacts"), get(list)).route(
-            &format!("{prefix}/artifacts/{{*path}}"),
-            get(download).put(upload).delete(delete),
-        );
+        let file = format!("{prefix}/artifacts/{{*path}}");
+        r = r
+            .get(&format!("{prefix}/artifacts"), READ, list)
+            .get(&file, READ, download)
+            .put(&file, WRITE, upload)
+            .delete(&file, WRITE, delete);
     }
     r
+}
+
+/// The upload stalled: no chunk arrived within the pause limit.
+#[derive(Debug, thiserror::Error)]
+#[error("no data received for {0} s (setting body_read_timeout_seconds)")]
+pub struct UploadStalled(pub u64);
+
+/// The body's chunks, failing with [`UploadStalled`] when the client pauses
+/// longer than `pause` between two of them (slow uploads of any size are
+/// fine; stalled ones are not held forever).
+fn with_pause_limit(
+    body: Body,
+    pause: std::time::Duration,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, Box<dyn std::error::Error + Send + Sync>>> {
+    use futures::StreamExt;
+    futures::stream::unfold(Some(body.into_data_stream()), move |state| async move {
+        let mut stream = state?;
+        match tokio::time::timeout(pause, stream.next()).await {
+            Ok(Some(Ok(chunk))) => Some((Ok(chunk), Some(stream))),
+            Ok(Some(Err(e))) => Some((Err(e.into()), None)),
+            Ok(None) => None,
+            Err(_) => Some((Err(UploadStalled(pause.as_secs()).into()), None)),
+        }
+    })
 }
 
 fn parse_path(path: Result<Path<String>, PathRejection>) -> Result<ArtifactPath, ApiError> {
@@ -42,15 +68,35 @@ fn parse_path(path: Result<Path<String>, PathRejection>) -> Result<ArtifactPath,
     Ok(ArtifactPath::parse(&raw)?)
 }
 
+/// Monitoring's directories (the prediction log, feedback, references)
+/// are written by Slipway only: the proxy refuses writes and deletes there.
+fn writable(path: &ArtifactPath) -> Result<(), ApiError> {
+    match path.segments().next() {
+        Some(top) if slipway_monitor::files::OWNED_DIRS.contains(&top) => Err(ApiError(Error::new(
+            slipway_core::ErrorCode::PermissionDenied,
+            format!(
+                "'{top}/' holds Slipway's monitoring data and is written by Slipway only; read it here or through /api/v1/deployments/{{name}}/predictions"
+            ),
+        ))),
+        _ => Ok(()),
+    }
+}
+
 async fn upload(
     State(s): State<AppState>,
     path: Result<Path<String>, PathRejection>,
     body: Body,
 ) -> ApiResult<Response> {
     let path = parse_path(path)?;
+    writable(&path)?;
+    let pause = std::time::Duration::from_secs(s.config.body_read_timeout_seconds);
     let outcome = s
         .artifacts
-        .put_stream(&path, body.into_data_stream(), s.config.max_artifact_bytes)
+        .put_stream(
+            &path,
+            with_pause_limit(body, pause),
+            s.config.max_artifact_bytes,
+        )
         .await?;
     s.store
         .put_artifact_digest(&ArtifactDigest {
@@ -78,7 +124,9 @@ async fn download(
     Ok(resp)
 }
 
-fn content_type(path: &str) -> &'static str {
+/// The content type an artifact download is sent with (text formats that a
+/// browser would render, HTML and SVG, go out as plain text).
+pub fn content_type(path: &str) -> &'static str {
     let ext = path.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {
         "json" => "application/json",
@@ -119,6 +167,7 @@ async fn delete(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Response> {
     let path = parse_path(path)?;
+    writable(&path)?;
     s.artifacts.delete(&path).await?;
     Ok(empty())
 }

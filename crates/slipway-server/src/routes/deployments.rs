@@ -1,52 +1,53 @@
 //! `/api/v1/deployments`: create, read, list and delete deployments, and the
-//! MLflow scoring protocol at `/api/v1/deployments/{name}/invocations`.
+//! MLflow scoring protocol at `/api/v1/deployments/{name}/invocations`, whose
+//! errors are MLflow-shaped (`{"error_code", "message"}`) from the one error
+//! table (`crate::error`), as MLflow's scoring server answers: `BAD_REQUEST`
+//! for input that does not fit the model.
 
-use crate::error::{ApiError, ApiResult};
-use crate::extract::{read_body, MlflowRequest};
+use crate::error::{protocol_error, render, runtime_error, ApiResult, Protocol};
+use crate::extract::MlflowRequest;
 use crate::routes::empty;
-use crate::routes::inference::{observe, observe_flags, resolve, runtime_failure};
-use crate::serving::DeploymentSpec;
+use crate::routes::inference::{observe, observe_flags, offload, route_request};
+use crate::routes::table::{Routes, PREDICT, READ, WRITE};
 use crate::state::AppState;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde_json::{json, Value};
 use slipway_core::Error;
 use slipway_protocol::mlflow;
+use slipway_serving::{DeploymentSpec, Routed};
 use std::time::Instant;
 
 /// Routes of this module (absolute paths).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/deployments", get(list))
-        .route(
-            "/api/v1/deployments/{name}",
-            get(get_one).put(put).delete(delete),
-        )
-        .route("/api/v1/deployments/{name}/invocations", post(invocations))
+pub fn routes() -> Routes {
+    serving_routes()
+        .put("/api/v1/deployments/{name}", WRITE, put)
+        .delete("/api/v1/deployments/{name}", WRITE, delete)
 }
 
 /// Routes a serving-only replica exposes (no management).
-pub fn serving_routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/deployments", get(list))
-        .route("/api/v1/deployments/{name}", get(get_one))
-        .route("/api/v1/deployments/{name}/invocations", post(invocations))
+pub fn serving_routes() -> Routes {
+    Routes::new()
+        .get("/api/v1/deployments", READ, list)
+        .get("/api/v1/deployments/{name}", READ, get_one)
+        .post(
+            "/api/v1/deployments/{name}/invocations",
+            PREDICT,
+            invocations,
+        )
 }
 
-async fn list(State(s): State<AppState>) -> Json<Value> {
-    Json(json!({"deployments": s.serving.list().iter().map(|d| d.view()).collect::<Vec<_>>()}))
+/// Deployments as stored (read-after-write on any replica), each with this
+/// replica's status.
+async fn list(State(s): State<AppState>) -> ApiResult<Json<Value>> {
+    Ok(Json(json!({"deployments": s.serving.views().await?})))
 }
 
 async fn get_one(State(s): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let dep = s
-        .serving
-        .get(&name)
-        .ok_or_else(|| ApiError(Error::not_found(format!("Deployment '{name}' not found"))))?;
-    Ok(Json(dep.view()))
+    Ok(Json(s.serving.view(&name).await?))
 }
 
 async fn put(
@@ -70,14 +71,16 @@ async fn invocations(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let (_dep, loaded) = match resolve(&s, &name, None) {
+    let (_dep, routed) = match route_request(&s, &name, None, &headers) {
         Ok(x) => x,
-        Err(e) => return scoring_error(e.status, e.message),
+        Err(e) => return scoring_error(&e),
     };
-    let resp = score(&s, &name, &loaded, &headers, body).await;
+    let (loaded, role) = (routed.version.clone(), routed.role.as_str());
+    let resp = score(&s, &name, routed, &headers, body).await;
     observe(
         &name,
-        &loaded.version,
+        &loaded,
+        role,
         "mlflow",
         resp.status().as_u16(),
         started,
@@ -88,31 +91,62 @@ async fn invocations(
 async fn score(
     s: &AppState,
     name: &str,
-    loaded: &crate::serving::LoadedVersion,
+    routed: Routed,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let bytes = match read_body(body, s.config.max_json_body_bytes as usize).await {
+    let loaded = routed.version.clone();
+    let mirror = s.serving.mirror_queue();
+    let bytes = match crate::routes::inference::read_request_body(s, body).await {
         Ok(b) => b,
-        Err(e) => return scoring_error(e.0.code.http_status(), e.0.message),
+        Err(e) => return scoring_error(&e.0),
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
-    let req = match mlflow::parse_request(content_type, &bytes, loaded.worker.signature()) {
-        Ok(r) => r,
-        Err(e) => return scoring_error(e.http_status(), e.to_string()),
-    };
-    let result = match loaded.worker.infer(req.inputs).await {
-        Ok(r) => r,
+        .unwrap_or("application/json")
+        .to_string();
+    let worker_of = loaded.clone();
+    let deployment = name.to_string();
+    let parsed = offload(s, bytes.len(), move || {
+        let worker = &worker_of.worker;
+        let req = mlflow::parse_request(&content_type, &bytes, worker.signature())
+            .map_err(|e| protocol_error(&e))?;
+        drop(bytes);
+        let format = req.format;
+        let prepared = worker
+            .prepare(req.inputs)
+            .map_err(|e| runtime_error(&deployment, &e))?;
+        Ok::<_, Error>((format, prepared))
+    })
+    .await;
+    let (format, prepared) = match parsed {
+        Ok(x) => x,
         Err(e) => {
-            let (status, message) = runtime_failure(name, &e);
-            return scoring_error(status, message);
+            routed.rejected();
+            return scoring_error(&e);
         }
     };
+    let copy = routed.wants_inputs().then(|| prepared.inputs().to_vec());
+    let result = match loaded.worker.run_prepared(prepared).await {
+        Ok(r) => r,
+        Err(e) => {
+            routed.failed(copy);
+            return scoring_error(&runtime_error(name, &e));
+        }
+    };
+    routed.answered(&result.outputs, copy, mirror);
     observe_flags(name, &loaded.version, result.validation.flagged);
-    match mlflow::encode_predictions(req.format, &result.outputs) {
+    let out_size: usize = result
+        .outputs
+        .iter()
+        .map(|o| o.tensor.element_count().saturating_mul(12))
+        .sum();
+    let encoded = offload(s, out_size, move || {
+        mlflow::encode_predictions(format, &result.outputs).map_err(|e| protocol_error(&e))
+    })
+    .await;
+    match encoded {
         Ok(v) => {
             let mut resp = (StatusCode::OK, Json(v)).into_response();
             if let Ok(h) = HeaderValue::from_str(&loaded.version) {
@@ -120,25 +154,11 @@ async fn score(
             }
             resp
         }
-        Err(e) => scoring_error(e.http_status(), e.to_string()),
+        Err(e) => scoring_error(&e),
     }
 }
 
 /// An error in the shape of MLflow's scoring server: `{"error_code", "message"}`.
-fn scoring_error(status: u16, message: impl Into<String>) -> Response {
-    let code = match status {
-        400 | 415 => "BAD_REQUEST",
-        404 => "RESOURCE_DOES_NOT_EXIST",
-        413 | 429 => "REQUEST_LIMIT_EXCEEDED",
-        503 => "TEMPORARILY_UNAVAILABLE",
-        _ => "INTERNAL_ERROR",
-    };
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    crate::error::with_retry_after(
-        (
-            status,
-            Json(json!({"error_code": code, "message": message.into()})),
-        )
-            .into_response(),
-    )
+fn scoring_error(err: &Error) -> Response {
+    render(Protocol::Mlflow, err)
 }

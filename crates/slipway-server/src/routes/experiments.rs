@@ -3,12 +3,12 @@
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{de_one_or_many, required, MlflowRequest};
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::de_opt_i64;
@@ -16,18 +16,108 @@ use slipway_core::{Error, Tag};
 use slipway_metadata::{SearchQuery, ViewType};
 
 /// Routes of this module, relative to the MLflow prefix.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/experiments/create", post(create))
-        .route("/experiments/get", get(get_experiment))
-        .route("/experiments/get-by-name", get(get_by_name))
-        .route("/experiments/search", post(search).get(search))
-        .route("/experiments/list", get(search))
-        .route("/experiments/update", post(update))
-        .route("/experiments/delete", post(delete))
-        .route("/experiments/restore", post(restore))
-        .route("/experiments/set-experiment-tag", post(set_tag))
-        .route("/experiments/delete-experiment-tag", post(delete_tag))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/experiments/create", WRITE, create)
+        .get("/experiments/get", READ, get_experiment)
+        .get("/experiments/get-by-name", READ, get_by_name)
+        .post("/experiments/search", READ, search)
+        .get("/experiments/search", READ, search)
+        .get("/experiments/list", READ, search)
+        .post("/experiments/update", WRITE, update)
+        .post("/experiments/delete", WRITE, delete)
+        .post("/experiments/restore", WRITE, restore)
+        .post("/experiments/set-experiment-tag", WRITE, set_tag)
+        .post("/experiments/delete-experiment-tag", WRITE, delete_tag)
+}
+
+/// Routes MLflow's server adds for its UI, under `/ajax-api/2.0/mlflow` only.
+pub fn ajax_routes() -> Routes {
+    Routes::new().post("/experiments/search-datasets", READ, search_datasets)
+}
+
+#[derive(Deserialize)]
+struct SearchDatasets {
+    #[serde(default, deserialize_with = "crate::extract::de_one_or_many")]
+    experiment_ids: Vec<String>,
+}
+
+/// Most experiments one `search-datasets` request may name (MLflow's limit).
+const MAX_DATASET_EXPERIMENTS: usize = 20;
+/// Most summaries returned (MLflow's `MAX_DATASET_SUMMARIES_RESULTS`).
+const MAX_DATASET_SUMMARIES: usize = 1000;
+/// Runs read at most to find them.
+const MAX_DATASET_RUNS: usize = 10_000;
+
+/// The distinct datasets (name, digest, `mlflow.data.context` tag) the runs
+/// of some experiments used: the run table's dataset filter.
+async fn search_datasets(
+    State(s): State<AppState>,
+    MlflowRequest(req): MlflowRequest<SearchDatasets>,
+) -> ApiResult<Json<Value>> {
+    if req.experiment_ids.is_empty() {
+        return Err(Error::invalid(
+            "SearchDatasets request must specify at least one experiment_id.",
+        )
+        .into());
+    }
+    if req.experiment_ids.len() > MAX_DATASET_EXPERIMENTS {
+        return Err(Error::invalid(format!(
+            "SearchDatasets request cannot specify more than {MAX_DATASET_EXPERIMENTS} experiment_ids. Received {} experiment_ids.",
+            req.experiment_ids.len()
+        ))
+        .into());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut summaries = Vec::new();
+    let mut token: Option<String> = None;
+    let mut read = 0;
+    'pages: loop {
+        let query = SearchQuery {
+            max_results: 1000,
+            page_token: token.take(),
+            ..Default::default()
+        };
+        let page = s.store.search_runs(&req.experiment_ids, &query).await?;
+        read += page.items.len();
+        for run in &page.items {
+            for input in &run.inputs.dataset_inputs {
+                let context = input
+                    .tags
+                    .iter()
+                    .find(|t| t.key == "mlflow.data.context")
+                    .map(|t| t.value.clone());
+                let key = (
+                    run.info.experiment_id.clone(),
+                    input.dataset.name.clone(),
+                    input.dataset.digest.clone(),
+                    context.clone(),
+                );
+                if seen.insert(key) {
+                    let mut summary = json!({
+                        "experiment_id": run.info.experiment_id,
+                        "name": input.dataset.name,
+                        "digest": input.dataset.digest,
+                    });
+                    if let Some(c) = context {
+                        summary["context"] = Value::String(c);
+                    }
+                    summaries.push(summary);
+                    if summaries.len() >= MAX_DATASET_SUMMARIES {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        match page.next_page_token {
+            Some(t) if read < MAX_DATASET_RUNS => token = Some(t),
+            _ => break,
+        }
+    }
+    if summaries.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    Ok(Json(json!({ "dataset_summaries": summaries })))
 }
 
 /// Longest experiment name accepted.

@@ -6,12 +6,12 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::{de_enum_text, validate_tag};
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::de_opt_i64;
@@ -19,16 +19,15 @@ use slipway_core::{Error, LoggedModelStatus, Param, Tag};
 use slipway_metadata::{NewLoggedModel, SearchQuery};
 
 /// Routes of this module, relative to the MLflow prefix.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/logged-models", post(create))
-        .route("/logged-models/search", post(search))
-        .route(
-            "/logged-models/{model_id}",
-            get(get_model).patch(finalize).delete(delete_model),
-        )
-        .route("/logged-models/{model_id}/tags", patch(set_tags))
-        .route("/logged-models/{model_id}/tags/{key}", delete(delete_tag))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/logged-models", WRITE, create)
+        .post("/logged-models/search", READ, search)
+        .get("/logged-models/{model_id}", READ, get_model)
+        .patch("/logged-models/{model_id}", WRITE, finalize)
+        .delete("/logged-models/{model_id}", WRITE, delete_model)
+        .patch("/logged-models/{model_id}/tags", WRITE, set_tags)
+        .delete("/logged-models/{model_id}/tags/{key}", WRITE, delete_tag)
 }
 
 #[derive(Deserialize)]

@@ -1,19 +1,29 @@
 //! Route table: one module per resource, assembled by [`router`].
 //!
 //! MLflow's tracking and registry API is mounted under both
-//! `/api/2.0/mlflow` and `/ajax-api/2.0/mlflow`; the artifact proxy under
-//! `/api/2.0/mlflow-artifacts`. Every route passes the token middleware;
-//! health routes are public by rule (see `auth::required_scope`).
+//! `/api/2.0/mlflow` and `/ajax-api/2.0/mlflow` (plus what MLflow's server
+//! adds for its UI under `/ajax-api` only); the artifact proxy under
+//! `/api/2.0/mlflow-artifacts`; the MLflow UI at `/`, sign-in at `/login`. Every route is registered with its access
+//! rule ([`table`]); the token middleware decides from the matched route.
 
+pub mod absent;
 pub mod artifacts;
+pub mod console;
 pub mod deployments;
 pub mod experiments;
+pub mod graphql;
 pub mod health;
 pub mod inference;
 pub mod logged_models;
+pub mod login;
+pub mod mlflow_ui;
 pub mod model_versions;
+pub mod monitoring;
 pub mod registered_models;
+pub mod rollouts;
+pub mod run_artifacts;
 pub mod runs;
+pub mod table;
 pub mod tokens;
 
 use crate::auth;
@@ -21,45 +31,77 @@ use crate::config::Role;
 use crate::error::{render, Protocol};
 use crate::state::AppState;
 use crate::telemetry;
-use axum::http::{HeaderName, Request, StatusCode};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderName, Request, StatusCode};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use slipway_core::{Error, ErrorCode};
+use std::sync::Arc;
+use table::{Routes, READ};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+/// The route table of a role: every route with its access rule.
+pub fn api(role: Role) -> Routes {
+    let mut api = Routes::new().merge(health::routes());
+    if role != Role::Serving {
+        let mlflow = || {
+            Routes::new()
+                .merge(experiments::routes())
+                .merge(runs::routes())
+                .merge(registered_models::routes())
+                .merge(model_versions::routes())
+                .merge(logged_models::routes())
+                .merge(run_artifacts::routes())
+        };
+        let ajax_only = Routes::new()
+            .merge(experiments::ajax_routes())
+            .merge(runs::ajax_routes())
+            .merge(run_artifacts::ajax_routes());
+        api = api
+            .nest("/api/2.0/mlflow", mlflow())
+            .nest("/ajax-api/2.0/mlflow", mlflow().merge(ajax_only))
+            .get("/api/3.0/mlflow/server-info", READ, health::server_info)
+            .get(
+                "/ajax-api/3.0/mlflow/server-info",
+                READ,
+                health::server_info,
+            )
+            .merge(artifacts::routes())
+            .merge(run_artifacts::download_routes())
+            .merge(tokens::routes())
+            .merge(deployments::routes())
+            .merge(rollouts::routes())
+            .merge(graphql::routes())
+            .merge(absent::routes())
+            .merge(login::routes())
+            .merge(console::routes())
+            .merge(mlflow_ui::routes());
+    } else {
+        api = api
+            .merge(deployments::serving_routes())
+            .merge(rollouts::read_routes());
+    }
+    if role != Role::Registry {
+        api = api.merge(inference::routes());
+    }
+    api.merge(monitoring::routes())
+}
+
 /// Builds the whole HTTP application for the configured role.
 pub fn router(state: AppState) -> Router {
-    let mut app = Router::new().merge(health::routes());
-    if state.config.role != Role::Serving {
-        let mlflow = Router::new()
-            .merge(experiments::routes())
-            .merge(runs::routes())
-            .merge(registered_models::routes())
-            .merge(model_versions::routes())
-            .merge(logged_models::routes());
-        app = app
-            .nest("/api/2.0/mlflow", mlflow.clone())
-            .nest("/ajax-api/2.0/mlflow", mlflow)
-            .route("/api/3.0/mlflow/server-info", get(health::server_info))
-            .route("/ajax-api/3.0/mlflow/server-info", get(health::server_info))
-            .merge(artifacts::routes())
-            .merge(tokens::routes())
-            .merge(deployments::routes());
-    } else {
-        app = app.merge(deployments::serving_routes());
-    }
-    if state.config.role != Role::Registry {
-        app = app.merge(inference::routes());
-    }
+    let (app, rules) = api(state.config.role).into_parts();
+    let access = auth::AccessState {
+        app: state.clone(),
+        rules: Arc::new(rules),
+    };
     let request_id = HeaderName::from_static("x-request-id");
-    app.route_layer(middleware::from_fn(telemetry::track_http))
+    app.route_layer(middleware::from_fn_with_state(access, auth::require_access))
+        .route_layer(middleware::from_fn(telemetry::track_http))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req
@@ -74,10 +116,21 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn not_found(uri: axum::http::Uri) -> Response {
+/// Unknown paths: 401 without a valid token (so the API's shape is not
+/// revealed to anonymous callers), 404 with one.
+async fn not_found(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
     let path = uri.path();
+    let protocol = Protocol::for_path(path);
+    if let Err(resp) = auth::authenticate(&state, &method, &uri, &headers).await {
+        return resp;
+    }
     render(
-        Protocol::for_path(path),
+        protocol,
         &Error::new(
             ErrorCode::EndpointNotFound,
             format!("No endpoint at {path}"),

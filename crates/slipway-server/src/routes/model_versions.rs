@@ -4,37 +4,42 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, de_opt_bool, required, MlflowRequest};
 use crate::routes::experiments::validate_tag;
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::de_opt_i64;
 use slipway_core::{Error, Tag};
-use slipway_metadata::{MetadataStore, NewModelVersion, SearchQuery};
+use slipway_metadata::registry::{
+    logged_model_id, resolve_download_uri, validate_source, SourcePolicy,
+};
+use slipway_metadata::{NewModelVersion, SearchQuery};
 
 /// Routes of this module, relative to the MLflow prefix.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/model-versions/create", post(create))
-        .route("/model-versions/get", get(get_version))
-        .route("/model-versions/update", patch(update))
-        .route("/model-versions/delete", delete(delete_version))
-        .route("/model-versions/search", get(search))
-        .route("/model-versions/get-download-uri", get(download_uri))
-        .route("/model-versions/transition-stage", post(transition))
-        .route("/model-versions/set-tag", post(set_tag))
-        .route("/model-versions/delete-tag", delete(delete_tag))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/model-versions/create", WRITE, create)
+        .get("/model-versions/get", READ, get_version)
+        .patch("/model-versions/update", WRITE, update)
+        .delete("/model-versions/delete", WRITE, delete_version)
+        .get("/model-versions/search", READ, search)
+        .get("/model-versions/get-download-uri", READ, download_uri)
+        .post("/model-versions/transition-stage", WRITE, transition)
+        .post("/model-versions/set-tag", WRITE, set_tag)
+        .delete("/model-versions/delete-tag", WRITE, delete_tag)
 }
 
-/// The logged model id in a `models:/m-<id>` source, if it is one.
-pub fn logged_model_id(source: &str) -> Option<&str> {
-    let rest = source.strip_prefix("models:/")?;
-    let id = rest.split('/').next()?;
-    (id.starts_with("m-") && slipway_core::ids::is_hex_id(&id[2..])).then_some(id)
+/// The source policy of this server: its artifact store and the operator's
+/// extra prefixes.
+pub fn source_policy(s: &AppState) -> SourcePolicy {
+    SourcePolicy {
+        artifact_root: s.artifacts.location().to_string(),
+        allowed_prefixes: s.config.model_source_prefixes.clone(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -55,6 +60,7 @@ async fn create(
 ) -> ApiResult<Json<Value>> {
     let name = required(&req.name, "name")?.to_string();
     let source = required(&req.source, "source")?.to_string();
+    validate_source(&source, &source_policy(&s))?;
     for t in &req.tags {
         validate_tag(&t.key, &t.value)?;
     }
@@ -200,47 +206,19 @@ async fn search(
     Ok(Json(paged("model_versions", page)))
 }
 
-/// Where a model version's files are: the logged model's artifact URI for
-/// `models:/m-<id>` sources, the referenced version's location for
-/// `models:/<name>/<version>` sources, otherwise the source itself.
-pub async fn resolve_download_uri_with(
-    store: &dyn MetadataStore,
-    name: &str,
-    version: &str,
-) -> Result<String, Error> {
-    let mut mv = store.get_model_version(name, version).await?;
-    for _ in 0..8 {
-        if let Some(id) = mv
-            .model_id
-            .as_deref()
-            .or_else(|| logged_model_id(&mv.source))
-        {
-            return Ok(store.get_logged_model(id).await?.info.artifact_uri);
-        }
-        let Some(rest) = mv.source.strip_prefix("models:/") else {
-            return Ok(mv.source);
-        };
-        let mut parts = rest.splitn(2, '/');
-        let (Some(n), Some(v)) = (parts.next(), parts.next()) else {
-            return Ok(mv.source);
-        };
-        mv = store.get_model_version(n, v).await?;
-    }
-    Err(Error::invalid(format!(
-        "Model version source of '{name}' version {version} nests too deeply"
-    )))
-}
-
 async fn download_uri(
     State(s): State<AppState>,
     MlflowRequest(req): MlflowRequest<ByVersion>,
 ) -> ApiResult<Json<Value>> {
-    let uri = resolve_download_uri_with(
+    let uri = resolve_download_uri(
         s.store.as_ref(),
         required(&req.name, "name")?,
         required(&req.version, "version")?,
     )
     .await?;
+    // versions stored before sources were checked must not hand out
+    // locations outside the store either
+    validate_source(&uri, &source_policy(&s))?;
     Ok(Json(json!({"artifact_uri": uri})))
 }
 

@@ -4,12 +4,12 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::validate_tag;
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{delete, get, patch, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::de_opt_i64;
@@ -17,25 +17,22 @@ use slipway_core::{Error, Tag};
 use slipway_metadata::SearchQuery;
 
 /// Routes of this module, relative to the MLflow prefix.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/registered-models/create", post(create))
-        .route("/registered-models/get", get(get_model))
-        .route("/registered-models/rename", post(rename))
-        .route("/registered-models/update", patch(update))
-        .route("/registered-models/delete", delete(delete_model))
-        .route("/registered-models/search", get(search))
-        .route("/registered-models/list", get(search))
-        .route(
-            "/registered-models/get-latest-versions",
-            post(latest).get(latest),
-        )
-        .route("/registered-models/set-tag", post(set_tag))
-        .route("/registered-models/delete-tag", delete(delete_tag))
-        .route(
-            "/registered-models/alias",
-            post(set_alias).delete(delete_alias).get(get_by_alias),
-        )
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/registered-models/create", WRITE, create)
+        .get("/registered-models/get", READ, get_model)
+        .post("/registered-models/rename", WRITE, rename)
+        .patch("/registered-models/update", WRITE, update)
+        .delete("/registered-models/delete", WRITE, delete_model)
+        .get("/registered-models/search", READ, search)
+        .get("/registered-models/list", READ, search)
+        .post("/registered-models/get-latest-versions", READ, latest)
+        .get("/registered-models/get-latest-versions", READ, latest)
+        .post("/registered-models/set-tag", WRITE, set_tag)
+        .delete("/registered-models/delete-tag", WRITE, delete_tag)
+        .post("/registered-models/alias", WRITE, set_alias)
+        .delete("/registered-models/alias", WRITE, delete_alias)
+        .get("/registered-models/alias", READ, get_by_alias)
 }
 
 /// Validates a registered model name.

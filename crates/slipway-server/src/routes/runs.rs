@@ -4,12 +4,12 @@
 use crate::error::ApiResult;
 use crate::extract::{de_one_or_many, required, MlflowRequest};
 use crate::routes::experiments::{de_enum_text, parse_view_type, preview, validate_tag};
+use crate::routes::table::{Routes, READ, WRITE};
 use crate::routes::{empty, page_size, paged};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_core::proto_json::{de_f64, de_opt_i64};
@@ -17,23 +17,63 @@ use slipway_core::{DatasetInput, Error, Metric, ModelInput, ModelOutput, Param, 
 use slipway_metadata::{NewRun, SearchQuery};
 
 /// Routes of this module, relative to the MLflow prefix.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/runs/create", post(create))
-        .route("/runs/get", get(get_run))
-        .route("/runs/update", post(update))
-        .route("/runs/delete", post(delete))
-        .route("/runs/restore", post(restore))
-        .route("/runs/log-metric", post(log_metric))
-        .route("/runs/log-parameter", post(log_param))
-        .route("/runs/set-tag", post(set_tag))
-        .route("/runs/delete-tag", post(delete_tag))
-        .route("/runs/log-batch", post(log_batch))
-        .route("/runs/log-inputs", post(log_inputs))
-        .route("/runs/outputs", post(log_outputs))
-        .route("/runs/log-model", post(log_model))
-        .route("/runs/search", post(search))
-        .route("/metrics/get-history", get(metric_history))
+pub fn routes() -> Routes {
+    Routes::new()
+        .post("/runs/create", WRITE, create)
+        .get("/runs/get", READ, get_run)
+        .post("/runs/update", WRITE, update)
+        .post("/runs/delete", WRITE, delete)
+        .post("/runs/restore", WRITE, restore)
+        .post("/runs/log-metric", WRITE, log_metric)
+        .post("/runs/log-parameter", WRITE, log_param)
+        .post("/runs/set-tag", WRITE, set_tag)
+        .post("/runs/delete-tag", WRITE, delete_tag)
+        .post("/runs/log-batch", WRITE, log_batch)
+        .post("/runs/log-inputs", WRITE, log_inputs)
+        .post("/runs/outputs", WRITE, log_outputs)
+        .post("/runs/log-model", WRITE, log_model)
+        .post("/runs/search", READ, search)
+        .get("/metrics/get-history", READ, metric_history)
+}
+
+/// Routes MLflow's server adds for its UI, under `/ajax-api/2.0/mlflow` only.
+pub fn ajax_routes() -> Routes {
+    Routes::new().get(
+        "/metrics/get-history-bulk-interval",
+        READ,
+        history_bulk_interval,
+    )
+}
+
+#[derive(Deserialize)]
+struct BulkInterval {
+    #[serde(default, deserialize_with = "de_one_or_many")]
+    run_ids: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    start_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    end_step: Option<i64>,
+    #[serde(default, deserialize_with = "de_opt_i64")]
+    max_results: Option<i64>,
+}
+
+async fn history_bulk_interval(
+    State(s): State<AppState>,
+    MlflowRequest(req): MlflowRequest<BulkInterval>,
+) -> ApiResult<Json<Value>> {
+    let query = slipway_metadata::history::IntervalQuery::from_params(
+        req.run_ids,
+        req.metric_key,
+        req.start_step,
+        req.end_step,
+        req.max_results,
+    )?;
+    let metrics = slipway_metadata::history::bulk_interval(s.store.as_ref(), &query).await?;
+    if metrics.is_empty() {
+        return Ok(Json(json!({})));
+    }
+    Ok(Json(json!({ "metrics": metrics })))
 }
 
 /// MLflow's limits for one `log-batch` request.

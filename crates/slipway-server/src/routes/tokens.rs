@@ -4,20 +4,21 @@ use crate::auth;
 use crate::error::ApiResult;
 use crate::extract::MlflowRequest;
 use crate::routes::empty;
+use crate::routes::table::{Routes, ADMIN};
 use crate::state::AppState;
 use axum::extract::{Path, State};
 use axum::response::Response;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use slipway_metadata::TokenRecord;
 
 /// Routes of this module.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/tokens", get(list).post(create))
-        .route("/api/v1/tokens/{id}", delete(revoke))
+pub fn routes() -> Routes {
+    Routes::new()
+        .get("/api/v1/tokens", ADMIN, list)
+        .post("/api/v1/tokens", ADMIN, create)
+        .delete("/api/v1/tokens/{id}", ADMIN, revoke)
 }
 
 #[derive(Deserialize)]

@@ -1,6 +1,6 @@
 //! Bad input gets a clear 4xx with MLflow's error JSON (or V2's on /v2).
 
-use crate::helpers::{assert_mlflow_error, spawn_app, spawn_with, ADMIN};
+use crate::helpers::{assert_mlflow_error, spawn_app, spawn_with, spawn_with_demo, ADMIN};
 
 #[tokio::test]
 async fn malformed_and_mistyped_bodies() {
@@ -190,4 +190,98 @@ async fn deployments_and_v2_errors_name_what_is_wrong() {
         .await;
     assert_eq!(status, 404);
     assert!(body["message"].as_str().unwrap().contains("nope"), "{body}");
+}
+
+/// V2 and scoring errors come from the one table: the same kind has the same
+/// status on both, V2 answers `{"error"}`, scoring MLflow's scoring server's
+/// `{"error_code", "message"}` (`BAD_REQUEST` for input that does not fit
+/// the model), whatever stage (routing, body, decoding, the model's
+/// contract) refused the request.
+#[tokio::test]
+async fn v2_and_scoring_errors_share_one_table() {
+    let app = spawn_with_demo().await;
+    let send = |path: &'static str, content_type: &'static str, body: &'static str| {
+        let app = &app;
+        async move {
+            let r = app
+                .client
+                .post(format!("{}{path}", app.url))
+                .bearer_auth(ADMIN)
+                .header("content-type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let v2 = |got: &(u16, serde_json::Value), status: u16, needle: &str| {
+        assert_eq!(got.0, status, "{}", got.1);
+        let msg = got.1["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}", got.1));
+        assert!(msg.contains(needle), "{msg}");
+        assert!(got.1.get("error_code").is_none(), "{}", got.1);
+    };
+    let scoring = |got: &(u16, serde_json::Value), status: u16, code: &str, needle: &str| {
+        assert_mlflow_error(got, status, code);
+        let msg = got.1["message"].as_str().unwrap();
+        assert!(msg.contains(needle), "{msg}");
+    };
+    // the model's contract: four features
+    let got = send(
+        "/v2/models/iris/infer",
+        "application/json",
+        r#"{"inputs": [{"name": "float_input", "shape": [1, 2], "datatype": "FP32", "data": [1, 2]}]}"#,
+    )
+    .await;
+    v2(&got, 400, "float_input");
+    let got = send(
+        "/api/v1/deployments/iris/invocations",
+        "application/json",
+        r#"{"inputs": [[1.0, 2.0]]}"#,
+    )
+    .await;
+    scoring(&got, 400, "BAD_REQUEST", "float_input");
+    // the protocol: undecodable bodies
+    let got = send("/v2/models/iris/infer", "application/json", "{not json").await;
+    v2(&got, 400, "JSON");
+    let got = send(
+        "/api/v1/deployments/iris/invocations",
+        "application/json",
+        "{not json",
+    )
+    .await;
+    scoring(&got, 400, "BAD_REQUEST", "JSON");
+    let got = send(
+        "/api/v1/deployments/iris/invocations",
+        "text/xml",
+        "<rows/>",
+    )
+    .await;
+    scoring(&got, 415, "BAD_REQUEST", "text/xml");
+    // routing: unknown deployments and versions
+    let got = send(
+        "/v2/models/iris/versions/99/infer",
+        "application/json",
+        "{}",
+    )
+    .await;
+    v2(&got, 404, "version '99'");
+    let got = send(
+        "/api/v1/deployments/nope/invocations",
+        "application/json",
+        "{}",
+    )
+    .await;
+    scoring(&got, 404, "RESOURCE_DOES_NOT_EXIST", "nope");
+    // a good request still answers
+    let got = send(
+        "/api/v1/deployments/iris/invocations",
+        "application/json",
+        r#"{"inputs": [[5.1, 3.5, 1.4, 0.2]]}"#,
+    )
+    .await;
+    assert_eq!(got.0, 200, "{}", got.1);
 }

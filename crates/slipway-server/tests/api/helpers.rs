@@ -10,6 +10,7 @@ pub const ADMIN: &str = "test-admin-token-0123456789";
 pub struct TestApp {
     pub url: String,
     pub client: reqwest::Client,
+    pub store: std::sync::Arc<dyn slipway_metadata::MetadataStore>,
     _dir: tempfile::TempDir,
 }
 
@@ -18,6 +19,16 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    spawn(tweak, false).await
+}
+
+/// A server with the demo model (iris, deployment `iris`) registered and
+/// loaded: needs ONNX Runtime, as `slipway up` does.
+pub async fn spawn_with_demo() -> TestApp {
+    spawn(|_| {}, true).await
+}
+
+async fn spawn(tweak: impl FnOnce(&mut Config), demo: bool) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -30,25 +41,38 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
     let app = Application::build(config)
         .await
         .expect("application builds");
+    if demo {
+        // as `slipway up` does: restore (nothing) and follow, then deploy
+        app.start_serving().await.expect("serving starts");
+        app.install_demo().await.expect("the demo model installs");
+    }
     let url = format!("http://{}", app.addr());
+    let store = app.state().store.clone();
     tokio::spawn(app.run_until_stopped());
-    let client = reqwest::Client::new();
+    // no pooled connections: tests of connection limits count every one
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
     loop {
         if let Ok(r) = client.get(format!("{url}/health/ready")).send().await {
             if r.status().is_success() {
                 break;
             }
+            last = r.text().await.unwrap_or_default();
         }
         assert!(
             Instant::now() < deadline,
-            "server at {url} did not become ready"
+            "server at {url} did not become ready: {last}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     TestApp {
         url,
         client,
+        store,
         _dir: dir,
     }
 }
@@ -81,11 +105,13 @@ impl TestApp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// A new token with these scopes, created in the store (works on every role).
     pub async fn token(&self, scopes: &[&str]) -> String {
-        let body = serde_json::json!({"name": "t", "scopes": scopes}).to_string();
-        let (status, v) = self.post("/api/v1/tokens", Some(ADMIN), &body).await;
-        assert_eq!(status, 200, "{v}");
-        v["token"].as_str().unwrap().to_string()
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let (secret, _) = slipway_server::auth::create_token(self.store.as_ref(), "t", &scopes)
+            .await
+            .unwrap();
+        secret
     }
 }
 
@@ -127,4 +153,27 @@ pub fn assert_mlflow_error(got: &(u16, Value), status: u16, code: &str) {
         "{}",
         got.1
     );
+}
+
+impl TestApp {
+    /// Sends `method path` with an optional bearer token and a JSON body.
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
 }

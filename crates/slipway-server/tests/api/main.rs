@@ -2,5 +2,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod auth;
+mod backups;
+mod connections;
 mod errors;
+mod figures;
+mod graphql;
 mod helpers;
+mod mlflow_ui_routes;
+mod scopes;
+mod sessions;
+mod ui;

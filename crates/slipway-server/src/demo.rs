@@ -9,11 +9,11 @@
 //! once per data store (setting `demo_installed`), so deleting the demo later
 //! is respected.
 
-use crate::serving::{DeploymentManager, DeploymentSpec, RangePolicy};
 use bytes::Bytes;
 use slipway_artifacts::{ArtifactPath, ArtifactStore};
 use slipway_core::{Error, LoggedModelStatus, Tag};
 use slipway_metadata::{ArtifactDigest, MetadataStore, NewLoggedModel, NewModelVersion, NewRun};
+use slipway_serving::{DeploymentManager, DeploymentSpec};
 
 /// Name of the demo's registered model and deployment.
 pub const DEMO_NAME: &str = "iris";
@@ -25,31 +25,31 @@ const INSTALLED: &str = "demo_installed";
 const FILES: [(&str, &[u8]); 7] = [
     (
         "MLmodel",
-        include_bytes!("../../../../models/demo/iris/MLmodel"),
+        include_bytes!("../../../models/demo/iris/MLmodel"),
     ),
     (
         "model.onnx",
-        include_bytes!("../../../../models/demo/iris/model.onnx"),
+        include_bytes!("../../../models/demo/iris/model.onnx"),
     ),
     (
         "conda.yaml",
-        include_bytes!("../../../../models/demo/iris/conda.yaml"),
+        include_bytes!("../../../models/demo/iris/conda.yaml"),
     ),
     (
         "python_env.yaml",
-        include_bytes!("../../../../models/demo/iris/python_env.yaml"),
+        include_bytes!("../../../models/demo/iris/python_env.yaml"),
     ),
     (
         "requirements.txt",
-        include_bytes!("../../../../models/demo/iris/requirements.txt"),
+        include_bytes!("../../../models/demo/iris/requirements.txt"),
     ),
     (
         "input_example.json",
-        include_bytes!("../../../../models/demo/iris/input_example.json"),
+        include_bytes!("../../../models/demo/iris/input_example.json"),
     ),
     (
         "slipway.ranges.json",
-        include_bytes!("../../../../models/demo/iris/feature_ranges.json"),
+        include_bytes!("../../../models/demo/iris/feature_ranges.json"),
     ),
 ];
 
@@ -154,18 +154,7 @@ pub async fn install(
         .await?;
     store.set_setting(INSTALLED, "installed").await?;
     manager
-        .put(
-            DEMO_NAME,
-            DeploymentSpec {
-                model: DEMO_NAME.into(),
-                alias: Some(DEMO_ALIAS.into()),
-                version: None,
-                max_batch_size: None,
-                max_queue_delay_us: 0,
-                queue_capacity: None,
-                range_policy: RangePolicy::Flag,
-            },
-        )
+        .put(DEMO_NAME, DeploymentSpec::following(DEMO_NAME, DEMO_ALIAS))
         .await?;
     Ok(true)
 }

@@ -1,0 +1,5 @@
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT COLLATE "C" PRIMARY KEY,
+    holder TEXT COLLATE "C" NOT NULL,
+    expires_at BIGINT NOT NULL
+);

@@ -1,0 +1,352 @@
+//! The prediction log: served requests buffered in memory and written as
+//! Parquet files to the artifact store.
+//!
+//! [`PredictionLog::submit`] (the [`PredictionSink`] serving calls) counts
+//! the request's rows against the buffer's capacity and hands it to the
+//! writer task; when the buffer is full the rows are dropped and counted,
+//! never delaying the request. The writer groups rows by deployment,
+//! version and hour, and writes a group as one file when it reaches
+//! `flush_rows`, when its oldest row is `flush_interval` old, and on
+//! [`PredictionLog::flush`] (graceful shutdown). Encoding runs on a
+//! blocking thread. A failed write is retried at the next tick, three times
+//! at most, then dropped and counted. A crash loses what was buffered: at
+//! most `flush_interval` of traffic plus the file being written.
+
+use crate::columns::{prediction_rows, LogSchema};
+use crate::files::{self, PREDICTIONS};
+use slipway_artifacts::ArtifactStore;
+use slipway_serving::{Prediction, PredictionSink};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// How the log buffers and writes.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSettings {
+    /// Rows held in memory at most.
+    pub buffer_rows: u64,
+    /// Rows of one deployment, version and hour written as one file.
+    pub flush_rows: u64,
+    /// Age of the oldest buffered row after which it is written.
+    pub flush_interval: Duration,
+}
+
+/// Column names from a version's column-based signature, if it has one.
+pub type ColumnNames = Arc<dyn Fn(&str, &str) -> Option<Vec<String>> + Send + Sync>;
+
+enum Msg {
+    Row(Prediction),
+    Flush(Option<String>, oneshot::Sender<()>),
+}
+
+/// The prediction log of this process.
+pub struct PredictionLog {
+    tx: mpsc::UnboundedSender<Msg>,
+    buffered: Arc<AtomicU64>,
+    capacity: u64,
+}
+
+impl PredictionSink for PredictionLog {
+    fn submit(&self, prediction: Prediction) {
+        let rows = prediction_rows(&prediction) as u64;
+        if rows == 0 {
+            return;
+        }
+        let before = self.buffered.fetch_add(rows, Ordering::Relaxed);
+        if before + rows > self.capacity {
+            self.buffered.fetch_sub(rows, Ordering::Relaxed);
+            metrics::counter!("slipway_prediction_log_dropped_rows_total", "deployment" => prediction.deployment.to_string(), "reason" => "buffer_full")
+                .increment(rows);
+            return;
+        }
+        if let Err(mpsc::error::SendError(Msg::Row(p))) = self.tx.send(Msg::Row(prediction)) {
+            // the writer is gone (shutting down)
+            self.buffered.fetch_sub(rows, Ordering::Relaxed);
+            metrics::counter!("slipway_prediction_log_dropped_rows_total", "deployment" => p.deployment.to_string(), "reason" => "write_error")
+                .increment(rows);
+        }
+    }
+}
+
+impl PredictionLog {
+    /// Starts the writer task on the current runtime.
+    pub fn start(
+        store: Arc<ArtifactStore>,
+        settings: LogSettings,
+        column_names: ColumnNames,
+    ) -> Arc<PredictionLog> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let buffered = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            store,
+            settings,
+            column_names,
+            buffered: buffered.clone(),
+            groups: HashMap::new(),
+            schemas: HashMap::new(),
+        };
+        tokio::spawn(writer.run(rx));
+        Arc::new(PredictionLog {
+            tx,
+            buffered,
+            capacity: settings.buffer_rows,
+        })
+    }
+
+    /// Rows buffered now.
+    pub fn buffered_rows(&self) -> u64 {
+        self.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Writes every buffered row (of `deployment`, or all) and waits until
+    /// the files are stored.
+    pub async fn flush(&self, deployment: Option<&str>) {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Msg::Flush(deployment.map(str::to_string), tx))
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    deployment: Arc<str>,
+    version: String,
+    hour_ms: i64,
+}
+
+struct Group {
+    rows: Vec<Prediction>,
+    count: u64,
+    since: Instant,
+    attempts: u32,
+}
+
+struct Writer {
+    store: Arc<ArtifactStore>,
+    settings: LogSettings,
+    column_names: ColumnNames,
+    buffered: Arc<AtomicU64>,
+    groups: HashMap<Key, Group>,
+    schemas: HashMap<(Arc<str>, String), Arc<LogSchema>>,
+}
+
+fn time_ms(p: &Prediction) -> i64 {
+    p.time
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        let tick = (self.settings.flush_interval / 4)
+            .clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut interval = tokio::time::interval(tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(Msg::Row(p)) => self.add(p).await,
+                    Some(Msg::Flush(dep, done)) => {
+                        // take what is queued behind the flush request first
+                        while let Ok(m) = rx.try_recv() {
+                            match m {
+                                Msg::Row(p) => self.add(p).await,
+                                Msg::Flush(_, other) => { let _ = other.send(()); }
+                            }
+                        }
+                        self.flush_where(|k| dep.as_deref().is_none_or(|d| *k.deployment == *d)).await;
+                        let _ = done.send(());
+                    }
+                    None => {
+                        self.flush_where(|_| true).await;
+                        return;
+                    }
+                },
+                _ = interval.tick() => {
+                    let age = self.settings.flush_interval;
+                    let due: Vec<Key> = self.groups.iter()
+                        .filter(|(_, g)| g.since.elapsed() >= age)
+                        .map(|(k, _)| k.clone())
+                        .collect();
+                    for k in due {
+                        self.write(k).await;
+                    }
+                    metrics::gauge!("slipway_prediction_log_buffer_rows")
+                        .set(self.buffered.load(Ordering::Relaxed) as f64);
+                    metrics::gauge!("slipway_prediction_log_buffer_capacity_rows")
+                        .set(self.settings.buffer_rows as f64);
+                }
+            }
+        }
+    }
+
+    async fn add(&mut self, p: Prediction) {
+        let ms = time_ms(&p);
+        let key = Key {
+            deployment: p.deployment.clone(),
+            version: p.version.clone(),
+            hour_ms: ms - ms.rem_euclid(3_600_000),
+        };
+        let n = prediction_rows(&p) as u64;
+        let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            rows: Vec::new(),
+            count: 0,
+            since: Instant::now(),
+            attempts: 0,
+        });
+        g.rows.push(p);
+        g.count += n;
+        if g.count >= self.settings.flush_rows {
+            self.write(key).await;
+        }
+    }
+
+    async fn flush_where(&mut self, pick: impl Fn(&Key) -> bool) {
+        let keys: Vec<Key> = self.groups.keys().filter(|k| pick(k)).cloned().collect();
+        for k in keys {
+            self.write(k).await;
+        }
+    }
+
+    fn names(&self, key: &Key) -> Option<Vec<String>> {
+        (self.column_names)(&key.deployment, &key.version)
+    }
+
+    /// The version's schema, derived again when `rows` do not fit the one
+    /// cached (the model changed under the same version: a new load).
+    fn schema_for(&mut self, key: &Key, rows: &[Prediction]) -> Option<Arc<LogSchema>> {
+        let cache_key = (key.deployment.clone(), key.version.clone());
+        if let Some(s) = self.schemas.get(&cache_key) {
+            if rows.iter().any(|p| s.fits(p)) {
+                return Some(s.clone());
+            }
+        }
+        let first = rows
+            .iter()
+            .find(|p| !p.outputs.is_empty())
+            .or_else(|| rows.first())?;
+        let schema = Arc::new(LogSchema::derive(first, self.names(key).as_deref()));
+        if !schema.left_out.is_empty() {
+            tracing::info!(deployment = %key.deployment, version = %key.version, left_out = ?schema.left_out, "prediction log leaves tensors out");
+        }
+        self.schemas.insert(cache_key, schema.clone());
+        Some(schema)
+    }
+
+    /// Writes one group as one file (rows that do not fit the version's
+    /// schema, e.g. of another width, go to a file of their own); keeps
+    /// what failed for a retry.
+    async fn write(&mut self, key: Key) {
+        let Some(group) = self.groups.remove(&key) else {
+            return;
+        };
+        let Some(schema) = self.schema_for(&key, &group.rows) else {
+            return;
+        };
+        let (fit, rest): (Vec<Prediction>, Vec<Prediction>) =
+            group.rows.into_iter().partition(|p| schema.fits(p));
+        let mut failed: Vec<Prediction> = Vec::new();
+        if !fit.is_empty() {
+            if let Err(rows) = self.write_file(&key, schema, fit).await {
+                failed.extend(rows);
+            }
+        }
+        if let Some(first) = rest.first() {
+            let other = Arc::new(LogSchema::derive(first, self.names(&key).as_deref()));
+            let (fit, unfit): (Vec<Prediction>, Vec<Prediction>) =
+                rest.into_iter().partition(|p| other.fits(p));
+            if let Err(rows) = self.write_file(&key, other, fit).await {
+                failed.extend(rows);
+            }
+            // a third shape in one group: its rows are not logged
+            self.drop_rows(&key, &unfit, "write_error");
+        }
+        if failed.is_empty() {
+            return;
+        }
+        if group.attempts + 1 >= 3 {
+            self.drop_rows(&key, &failed, "write_error");
+            tracing::error!(deployment = %key.deployment, version = %key.version, "prediction log rows dropped after 3 failed writes");
+            return;
+        }
+        let count = failed.iter().map(|p| prediction_rows(p) as u64).sum();
+        self.groups.insert(
+            key,
+            Group {
+                rows: failed,
+                count,
+                since: Instant::now(),
+                attempts: group.attempts + 1,
+            },
+        );
+    }
+
+    fn drop_rows(&self, key: &Key, rows: &[Prediction], reason: &'static str) {
+        let n: u64 = rows.iter().map(|p| prediction_rows(p) as u64).sum();
+        if n == 0 {
+            return;
+        }
+        self.buffered.fetch_sub(n, Ordering::Relaxed);
+        metrics::counter!("slipway_prediction_log_dropped_rows_total", "deployment" => key.deployment.to_string(), "reason" => reason)
+            .increment(n);
+    }
+
+    /// Encodes and stores one file. `Err` gives the rows back for a retry.
+    async fn write_file(
+        &self,
+        key: &Key,
+        schema: Arc<LogSchema>,
+        rows: Vec<Prediction>,
+    ) -> Result<(), Vec<Prediction>> {
+        let n: u64 = rows.iter().map(|p| prediction_rows(p) as u64).sum();
+        let encoded = tokio::task::spawn_blocking(move || {
+            let r = schema
+                .encode(&rows)
+                .and_then(|(batch, a, b)| files::to_parquet(&batch).map(|bytes| (bytes, a, b)));
+            (rows, r)
+        })
+        .await;
+        let (rows, (bytes, min_ms, max_ms)) = match encoded {
+            Ok((rows, Ok(x))) => (rows, x),
+            Ok((rows, Err(e))) => {
+                tracing::error!(deployment = %key.deployment, error = %e, "prediction log rows could not be encoded");
+                self.drop_rows(key, &rows, "write_error");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "prediction log encoding task failed");
+                self.buffered.fetch_sub(n, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
+        let (date, hour) = files::partition(key.hour_ms);
+        let path = format!(
+            "{PREDICTIONS}/deployment={}/version={}/date={date}/hour={hour}/{}",
+            key.deployment,
+            key.version,
+            files::file_name(min_ms, max_ms)
+        );
+        match files::put(&self.store, &path, bytes).await {
+            Ok(()) => {
+                self.buffered.fetch_sub(n, Ordering::Relaxed);
+                metrics::counter!("slipway_prediction_log_rows_total", "deployment" => key.deployment.to_string())
+                    .increment(n);
+                metrics::counter!("slipway_prediction_log_files_total", "deployment" => key.deployment.to_string())
+                    .increment(1);
+                tracing::debug!(path, rows = n, "prediction log file written");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(path, error = %e.message, "prediction log file could not be written; retrying");
+                Err(rows)
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Monitoring with real stores (SQLite, a local artifact directory), in one
+//! test binary with a module per concern.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod common;
+mod log;
+mod reference;
+mod retention;
