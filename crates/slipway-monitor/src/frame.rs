@@ -206,6 +206,22 @@ impl Frame {
         });
     }
 
+    /// Keeps the first `n` rows; returns whether any were dropped.
+    pub fn truncate(&mut self, n: usize) -> bool {
+        let cut = self.rows.len() > n;
+        self.rows.truncate(n);
+        cut
+    }
+
+    /// The time (µs since the epoch) of the last row, when it has one.
+    pub fn last_time(&self) -> Option<i64> {
+        let c = *self.index.get("time")?;
+        match self.get(self.rows.last()?, c) {
+            Cell::Time(t) => Some(*t),
+            _ => None,
+        }
+    }
+
     /// The rows as JSON objects (times as RFC 3339; NaN and infinities as
     /// strings, since JSON has no such numbers).
     pub fn to_json(&self) -> Vec<Value> {

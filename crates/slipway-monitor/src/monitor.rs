@@ -318,14 +318,33 @@ impl Monitor {
             q.end_ms,
         )
         .await?;
-        found.sort_by_key(|f| f.range.map_or(0, |r| r.0));
+        // Files in the order their rows come: by earliest row oldest first,
+        // by latest row newest first. Files of several replicas overlap in
+        // time, so a file is read unless its whole range lies beyond the
+        // last row kept; a file not named by Slipway (no range) is read
+        // first, whole.
         if q.newest_first {
-            found.reverse();
+            found.sort_by_key(|f| std::cmp::Reverse(f.range.map_or(i64::MAX, |r| r.1)));
+        } else {
+            found.sort_by_key(|f| f.range.map_or(i64::MIN, |r| r.0));
         }
         let mut frame = Frame::default();
         let mut skipped = Vec::new();
         let mut truncated = false;
         for f in &found {
+            if frame.rows.len() >= q.limit {
+                if let (Some((first_ms, last_ms)), Some(edge)) = (f.range, frame.last_time()) {
+                    let beyond = if q.newest_first {
+                        last_ms.saturating_mul(1000).saturating_add(999) < edge
+                    } else {
+                        first_ms.saturating_mul(1000) > edge
+                    };
+                    if beyond {
+                        truncated = true;
+                        break;
+                    }
+                }
+            }
             match files::read_file(&self.store, f, None).await {
                 Ok(batches) => {
                     let constants = [
@@ -337,19 +356,15 @@ impl Monitor {
                     ];
                     for b in &batches {
                         let ok = time_ok(b, q.start_ms, q.end_ms);
-                        if frame.extend_with(b, |_, r| ok(r), q.limit, &constants) {
-                            truncated = true;
-                            break;
-                        }
+                        frame.extend_with(b, |_, r| ok(r), usize::MAX, &constants);
                     }
                 }
                 Err(s) => skipped.push(s),
             }
-            if truncated {
-                break;
-            }
+            // at most `limit` rows plus one file's are held at once
+            frame.sort_by("time", q.newest_first);
+            truncated |= frame.truncate(q.limit);
         }
-        frame.sort_by("time", q.newest_first);
         Ok(PredictionRows {
             frame,
             truncated,

@@ -4,5 +4,6 @@
 
 mod common;
 mod log;
+mod order;
 mod reference;
 mod retention;
