@@ -16,6 +16,7 @@
 pub mod data;
 pub mod error;
 pub mod mlflow;
+mod scoring_fast;
 pub mod v2;
 
 pub use error::ProtocolError;

@@ -80,7 +80,7 @@ pub struct ScoringRequest {
     pub params: Option<Value>,
 }
 
-const FORMATS: [&str; 4] = [
+pub(crate) const FORMATS: [&str; 4] = [
     "dataframe_split",
     "dataframe_records",
     "instances",
@@ -132,6 +132,19 @@ struct Frame {
 
 /// Parses an `application/json` body.
 pub fn parse_json(body: &[u8], sig: &Signature) -> Result<ScoringRequest, ProtocolError> {
+    // the commonest form in one pass; anything else (errors included) below
+    if let Some(req) = crate::scoring_fast::dataframe_split(body, sig) {
+        return Ok(req);
+    }
+    parse_json_tree(body, sig)
+}
+
+/// [`parse_json`] through a `serde_json::Value` tree: every form, every
+/// error.
+pub(crate) fn parse_json_tree(
+    body: &[u8],
+    sig: &Signature,
+) -> Result<ScoringRequest, ProtocolError> {
     let doc: Value = serde_json::from_slice(body).map_err(|e| ProtocolError::Json {
         field: String::new(),
         message: e.to_string(),
@@ -329,22 +342,30 @@ fn records_to_frame(field: &'static str, records: Vec<Value>) -> Result<Frame, P
 
 /// The single-input case: which frame columns, in which order.
 fn single_input_columns(frame: &Frame, sig: &Signature) -> Result<Vec<usize>, ProtocolError> {
+    column_order(&frame.names, frame.field, sig)
+}
+
+/// [`single_input_columns`] from the column names alone (one per column).
+pub(crate) fn column_order(
+    names: &[Option<String>],
+    field: &str,
+    sig: &Signature,
+) -> Result<Vec<usize>, ProtocolError> {
     let Some(cols) = &sig.columns else {
-        return Ok((0..frame.columns.len()).collect());
+        return Ok((0..names.len()).collect());
     };
     let mut order = Vec::with_capacity(cols.len());
     for (i, spec) in cols.iter().enumerate() {
         match &spec.name {
             Some(name) => {
-                match frame
-                    .names
+                match names
                     .iter()
                     .position(|n| n.as_deref() == Some(name.as_str()))
                 {
                     Some(p) => order.push(p),
                     None => {
                         return Err(ProtocolError::field(
-                            frame.field,
+                            field,
                             format!(
                             "column '{name}' is missing; the model's signature requires columns {}",
                             cols.iter()
@@ -356,13 +377,13 @@ fn single_input_columns(frame: &Frame, sig: &Signature) -> Result<Vec<usize>, Pr
                     }
                 }
             }
-            None if i < frame.columns.len() => order.push(i),
+            None if i < names.len() => order.push(i),
             None => {
                 return Err(ProtocolError::field(
-                    frame.field,
+                    field,
                     format!(
                         "has {} columns; the model's signature has {}",
-                        frame.columns.len(),
+                        names.len(),
                         cols.len()
                     ),
                 ))
