@@ -408,10 +408,11 @@ def test_rollout_status_watch_shows_the_live_step_until_the_end(srv):
     sm.put_deployment(server.url, token, name, {"model": name, "alias": "champion"})
     with Load(server.url, token, name):
         r = cli(srv, "rollout", "start", name, "--candidate-version", v2, "--steps", ",".join(map(str, STEPS)),
-                "--step-seconds", "2", "--min-requests", "120", "--json")
+                "--step-seconds", "3", "--min-requests", "120", "--json")
         assert r.returncode == 0, r.stderr
         rid = json.loads(r.stdout)["id"]
         started = time.monotonic()
+        # a frame a second: each 3-second step is drawn at least twice
         watch = cli(srv, "rollout", "status", name, rid, "--watch", timeout=120)
         took = time.monotonic() - started
     assert watch.returncode == 0, watch.stderr
@@ -421,7 +422,7 @@ def test_rollout_status_watch_shows_the_live_step_until_the_end(srv):
     assert live, frames[:2]
     # a live frame shows the step, the weights, and once judged, the checks of the last judgement
     assert any("step:     0 of [20.0, 50.0]" in f and "stable 80.0%, candidate 20.0%" in f for f in live), live[0]
-    assert any("last judgement: step 0" in f and "CHECK" in f and "agreement" in f for f in live), live[-1]
+    assert any("last judgement: step 0" in f and "CHECK" in f and "agreement" in f for f in live), (live[-1], frames[-1])
     assert f"Rollout {rid} of {name}: promoted" in frames[-1], frames[-1]
     assert get_rollout(srv, name, rid)["state"] == "promoted"
     assert took < 110, took

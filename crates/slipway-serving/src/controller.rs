@@ -162,13 +162,22 @@ async fn decide(mgr: &DeploymentManager, rec: RolloutRecord) -> Result<(), Error
         }
     }
     let splits = body.splits_traffic();
-    let judging = Judging {
-        thresholds: &body.plan.thresholds,
-        min_requests: body.plan.min_requests,
-        split_share: splits.then_some(weight / 100.0),
-        paired: !splits || body.plan.paired() > 0.0,
-    };
-    let (checks, verdict) = judge(&data, &judging);
+    let thresholds = body.plan.thresholds.clone();
+    let (min_requests, paired) = (body.plan.min_requests, !splits || body.plan.paired() > 0.0);
+    let (stable_requests, candidate_requests) = (data.stable.requests, data.candidate.requests);
+    // the bootstrap intervals are CPU work: off the executor, which keeps
+    // answering (the rollout's status included) meanwhile
+    let (checks, verdict) = tokio::task::spawn_blocking(move || {
+        let judging = Judging {
+            thresholds: &thresholds,
+            min_requests,
+            split_share: splits.then_some(weight / 100.0),
+            paired,
+        };
+        judge(&data, &judging)
+    })
+    .await
+    .map_err(|e| Error::internal(format!("judging rollout {}: {e}", rec.id)))?;
     for c in &checks {
         let v = match c.verdict {
             Verdict::Pass => "pass",
@@ -183,8 +192,8 @@ async fn decide(mgr: &DeploymentManager, rec: RolloutRecord) -> Result<(), Error
         weight,
         started_at: body.step_started_at,
         judged_at: now,
-        stable_requests: data.stable.requests,
-        candidate_requests: data.candidate.requests,
+        stable_requests,
+        candidate_requests,
         checks,
         verdict,
     };
@@ -201,7 +210,8 @@ async fn decide(mgr: &DeploymentManager, rec: RolloutRecord) -> Result<(), Error
     match verdict {
         Verdict::Pass if body.step + 1 < weights.len() => {
             body.step += 1;
-            body.step_started_at = now;
+            // the next step lasts its full time from when it can be seen
+            body.step_started_at = slipway_core::now_millis();
             body.reason = format!(
                 "step {} at {}% passed every check; step {} at {}% running",
                 summary.step, summary.weight, body.step, weights[body.step]
