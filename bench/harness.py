@@ -601,14 +601,17 @@ def rollouts(models: Path, cfg: dict) -> dict:
         wait_http(f"{base}/v2/models/{dep}/ready", 60, proc, headers=auth())
     pids = proc_tree(proc.pid)
     cells: dict[str, list[dict]] = {k: [] for k, *_ in ROLLOUT_CELLS}
-    reps = max(cfg["reps"], 5) if not cfg.get("quick") else 1
+    # Short cells, many repetitions: this machine's speed drifts by tens of percent over
+    # tens of seconds, so a ratio is only fair between cells run seconds apart.
+    reps = 3 * max(cfg["reps"], 5) if not cfg.get("quick") else 1
+    seconds = max(2, round(cfg["duration"] / 3))
     try:
         for key, dep, c, _ in ROLLOUT_CELLS:
             run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, c, cfg["warmup"], sticky=STICKY)
         for rep in range(reps):
             order = ROLLOUT_CELLS if rep % 2 == 0 else ROLLOUT_CELLS[::-1]
             for key, dep, c, _ in order:
-                res = run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, c, cfg["duration"],
+                res = run_wrk(f"{base}/v2/models/{dep}/infer", body, hdrs, c, seconds,
                               pids, sticky=STICKY)
                 cells[key].append(res)
                 log(f"  rollouts rep {rep + 1} {key:<10} {res['rps']:>9.0f} req/s "
@@ -621,7 +624,7 @@ def rollouts(models: Path, cfg: dict) -> dict:
                           headers=auth(), timeout=10).json()
     finally:
         stop(proc)
-    return {"cells": cells, "reps": reps, "duration": cfg["duration"], "shadow": shadow,
+    return {"cells": cells, "reps": reps, "duration": seconds, "shadow": shadow,
             "rollout": {"state": ro.get("state"), "weights": ro.get("weights")},
             "labels": {k: what for k, _, _, what in ROLLOUT_CELLS},
             "versions": {"stable": v1, "other": v2}}

@@ -54,6 +54,6 @@ pub use validate::{
     Validated, ValidationError,
 };
 pub use worker::{
-    warmup_inputs, BatchStat, DurationStat, InferResult, InferenceStats, ModelStats, ModelWorker,
-    Prepared, WorkerConfig,
+    set_thread_class, warmup_inputs, BatchStat, DurationStat, InferResult, InferenceStats,
+    ModelStats, ModelWorker, Prepared, ThreadClass, WorkerConfig,
 };

@@ -21,12 +21,11 @@
 //!   company, requests queue and batch as before (a batch of four costs
 //!   less per request than four runs of one, hand-offs included); the bound
 //!   keeps an async executor from being blocked for long.
-//! * Copies of requests (shadows, paired runs) take a lane of their own
-//!   ([`ModelWorker::infer_background`]): a second thread, started on first
-//!   use, at a lower scheduling priority (nice +10), with its own bounded
-//!   queue, taking turns with the main thread on the same model. When the
-//!   core is busy, clients' requests run first and copies wait (or are
-//!   refused when their queue is full) instead of delaying them.
+//! * Copies of requests (shadows, paired runs) do not queue here: the
+//!   caller's own low-priority thread runs them with
+//!   [`ModelWorker::run_copies`], taking turns with the worker thread on the
+//!   model, so a copy never occupies an executor thread nor this worker's
+//!   queue.
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -332,23 +331,13 @@ impl WorkerStats {
     }
 }
 
-/// The lane of copies: its queue and how many wait in it.
-struct Lane {
-    tx: SyncSender<Job>,
-    queued: Arc<AtomicUsize>,
-}
-
-/// The nice value of the background lane's thread (higher is lower priority).
-const BACKGROUND_NICE: i32 = 10;
-
 /// A model running on its own thread; cheap to share behind an `Arc`.
 pub struct ModelWorker {
     tx: SyncSender<Job>,
     shared: Arc<Shared>,
-    /// Copies' lane, started on first use ([`ModelWorker::infer_background`]).
-    background: OnceLock<Option<Lane>>,
-    /// How the main thread batches, for the background lane's thread.
-    batching: (bool, usize, Duration),
+    /// Rows a run may take at once (1: no batching), for
+    /// [`ModelWorker::run_copies`].
+    batch_rows: usize,
     signature: Signature,
     policy: Policy,
     class_labels: HashMap<String, ClassLabels>,
@@ -462,17 +451,19 @@ impl ModelWorker {
         };
         let thread = std::thread::Builder::new()
             .name(format!("slipway-model-{}", config.name))
-            .spawn(move || loop_state.run())
+            .spawn(move || {
+                set_thread_class(ThreadClass::Batch);
+                loop_state.run();
+            })
             .map_err(|e| RuntimeError::Inference(format!("cannot start worker thread: {e}")))?;
         Ok(ModelWorker {
             tx,
             shared,
-            background: OnceLock::new(),
-            batching: (
-                batching,
-                config.max_batch_size.max(1),
-                config.max_queue_delay,
-            ),
+            batch_rows: if batching {
+                config.max_batch_size.max(1)
+            } else {
+                1
+            },
             signature,
             policy,
             class_labels,
@@ -639,62 +630,81 @@ impl ModelWorker {
         )
     }
 
-    /// The background lane, started on first use; `None` when its thread
-    /// could not start.
-    fn lane(&self) -> Option<&Lane> {
-        self.background
-            .get_or_init(|| {
-                let (tx, rx) = mpsc::sync_channel::<Job>(self.shared.capacity);
-                let queued = Arc::new(AtomicUsize::new(0));
-                let (batching, max_rows, delay) = self.batching;
-                let loop_state = WorkerLoop {
-                    rx,
-                    queued: queued.clone(),
-                    shared: self.shared.clone(),
-                    batching,
-                    max_rows,
-                    delay,
-                };
-                let spawned = std::thread::Builder::new()
-                    .name(format!("slipway-copy-{}", self.shared.name))
-                    .spawn(move || {
-                        // lowering one's own priority needs no privilege; on
-                        // Linux the nice value belongs to the calling thread
-                        if let Err(e) =
-                            rustix::process::setpriority_process(None, BACKGROUND_NICE)
-                        {
-                            tracing::debug!(error = %e, "background lane keeps the default priority");
-                        }
-                        loop_state.run();
-                    });
-                match spawned {
-                    Ok(_) => Some(Lane { tx, queued }),
-                    Err(e) => {
-                        tracing::warn!(model = %self.shared.name, error = %e, "cannot start the background lane; copies use the main queue");
-                        None
-                    }
-                }
-            })
-            .as_ref()
+    /// Rows one run may take (1 when the model does not batch).
+    pub fn batch_rows(&self) -> usize {
+        self.batch_rows
     }
 
-    /// Validates, converts and runs a copy of a request (a shadow's, or a
-    /// paired run) on the background lane: never on the calling thread, at
-    /// a lower priority than clients' requests, refused with
-    /// [`RuntimeError::QueueFull`] when the lane's queue is full.
-    pub async fn infer_background(&self, inputs: Vec<Tensor>) -> Result<InferResult, RuntimeError> {
-        let Prepared { inputs, validation } = self.prepare(inputs)?;
-        let rx = match self.lane() {
-            Some(lane) => self.submit_to(&lane.tx, &lane.queued, inputs)?,
-            None => self.submit(inputs)?,
+    /// Validates, converts and runs copies of requests (a shadow's, or
+    /// paired runs) on the calling thread, blocking: waiting requests are
+    /// batched up to [`ModelWorker::batch_rows`] and each batch takes the
+    /// model between the worker thread's runs. Answers come back in order,
+    /// one per copy. Meant for a thread of lower priority than the
+    /// executor's and the worker's, so copies wait while the core is busy
+    /// with clients' requests instead of delaying them.
+    pub fn run_copies(
+        &self,
+        copies: Vec<Vec<Tensor>>,
+    ) -> Vec<Result<Vec<ModelOutput>, RuntimeError>> {
+        let mut answers: Vec<Option<Result<Vec<ModelOutput>, RuntimeError>>> =
+            Vec::with_capacity(copies.len());
+        // (index of the answer, job) of the batch being formed
+        let mut batch: Vec<(usize, Job)> = Vec::new();
+        let mut rows = 0;
+        for inputs in copies {
+            let i = answers.len();
+            answers.push(None);
+            let inputs = match conform(&self.signature, inputs, &self.policy) {
+                Ok((inputs, _)) => inputs,
+                Err(e) => {
+                    answers[i] = Some(Err(e.into()));
+                    continue;
+                }
+            };
+            let job_rows = inputs.first().and_then(Tensor::batch_size).unwrap_or(1);
+            if !batch.is_empty() && rows + job_rows > self.batch_rows {
+                self.run_copy_batch(std::mem::take(&mut batch), &mut answers);
+                rows = 0;
+            }
+            rows += job_rows;
+            batch.push((
+                i,
+                Job {
+                    inputs,
+                    rows: job_rows,
+                    reply: None,
+                    enqueued: Instant::now(),
+                },
+            ));
+        }
+        if !batch.is_empty() {
+            self.run_copy_batch(batch, &mut answers);
+        }
+        answers
+            .into_iter()
+            .map(|a| {
+                a.unwrap_or_else(|| Err(RuntimeError::WorkerStopped(self.shared.name.clone())))
+            })
+            .collect()
+    }
+
+    fn run_copy_batch(
+        &self,
+        batch: Vec<(usize, Job)>,
+        answers: &mut [Option<Result<Vec<ModelOutput>, RuntimeError>>],
+    ) {
+        let (slots, jobs): (Vec<usize>, Vec<Job>) = batch.into_iter().unzip();
+        let replies = {
+            let mut engine = self
+                .shared
+                .model
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.shared.execute(&mut engine, jobs)
         };
-        let outputs = rx
-            .await
-            .map_err(|_| RuntimeError::WorkerStopped(self.shared.name.clone()))??;
-        Ok(InferResult {
-            outputs,
-            validation,
-        })
+        for (slot, (_, r)) in slots.into_iter().zip(replies) {
+            answers[slot] = Some(r);
+        }
     }
 
     /// Validates, converts and runs one request (see
@@ -723,12 +733,48 @@ impl ModelWorker {
     /// thread (blocking).
     pub fn shutdown(mut self) {
         let thread = self.thread.take();
-        drop(self); // the background lane's thread ends with its queue
+        drop(self);
         if let Some(t) = thread {
             let _ = t.join();
         }
     }
 }
+
+/// A Linux scheduling class for the calling thread (see ADR 0007).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThreadClass {
+    /// `SCHED_BATCH`: waking the thread does not preempt the thread that
+    /// woke it. Model threads: on a busy core the executor thread that
+    /// queued a request goes on reading and queueing the next ones, and the
+    /// model's thread then runs them as one batch (instead of two context
+    /// switches per request); where a core is idle it runs at once.
+    Batch,
+    /// `SCHED_IDLE`: runs only on CPU that no other thread wants, and is
+    /// preempted by any of them at once. Copies of requests.
+    Idle,
+}
+
+/// Puts the calling thread in `class`. Needs no privilege; a failure (or
+/// another OS) leaves the default class and says so at debug level.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn set_thread_class(class: ThreadClass) {
+    let policy = match class {
+        ThreadClass::Batch => libc::SCHED_BATCH,
+        ThreadClass::Idle => libc::SCHED_IDLE,
+    };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads `param` (a valid, initialised
+    // sched_param that outlives the call); pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, policy, &param) };
+    if rc != 0 {
+        tracing::debug!(?class, error = %std::io::Error::last_os_error(), "thread keeps the default scheduling class");
+    }
+}
+
+/// Puts the calling thread in `class` (Linux only; elsewhere nothing).
+#[cfg(not(target_os = "linux"))]
+pub fn set_thread_class(_class: ThreadClass) {}
 
 /// A request counted in [`Shared::in_flight`] until dropped.
 struct InFlight<'a> {
@@ -1132,6 +1178,49 @@ mod tests {
         assert_eq!(sizes, vec![1, 2]);
         assert!(s.last_inference > 0 && s.inference_stats.success.ns > 0);
         assert_eq!(s.inference_stats.fail.count, 0);
+    }
+
+    #[test]
+    fn copies_are_validated_batched_and_answered_in_order() {
+        let Harness {
+            worker,
+            started,
+            release,
+            ..
+        } = harness(8, None, false);
+        let bad = vec![Tensor::new("x", vec![1, 3], TensorData::Fp32(vec![0.0; 3])).unwrap()];
+        let two =
+            vec![Tensor::new("x", vec![2, 2], TensorData::Fp32(vec![1.0, 1.5, 2.0, 2.5])).unwrap()];
+        let copies: Vec<Vec<Tensor>> = [x(1.0), bad, two]
+            .into_iter()
+            .chain((0..8).map(|i| x(10.0 + i as f32)))
+            .collect();
+        let answers = std::thread::scope(|s| {
+            let run = s.spawn(|| worker.run_copies(copies));
+            // the valid copies fill a batch of 8 rows (1 + 2 + five of one
+            // row), the last three rows make a second
+            assert_eq!(started.recv().unwrap(), 8);
+            release.send(()).unwrap();
+            assert_eq!(started.recv().unwrap(), 3);
+            release.send(()).unwrap();
+            run.join().unwrap()
+        });
+        assert_eq!(answers.len(), 11);
+        let data = |i: usize| match &answers[i] {
+            Ok(out) => out[0].tensor.data.clone(),
+            Err(e) => panic!("copy {i}: {e}"),
+        };
+        assert_eq!(data(0), TensorData::Fp32(vec![1.0, 1.5]));
+        let Err(e) = &answers[1] else {
+            panic!("a copy of the wrong shape ran")
+        };
+        assert!(e.to_string().contains("dimension 1 must be 2"), "{e}");
+        assert_eq!(data(2), TensorData::Fp32(vec![1.0, 1.5, 2.0, 2.5]));
+        for i in 0..8 {
+            let v = 10.0 + i as f32;
+            assert_eq!(data(3 + i), TensorData::Fp32(vec![v, v + 0.5]));
+        }
+        assert_eq!(worker.stats().execution_count, 2);
     }
 
     #[test]

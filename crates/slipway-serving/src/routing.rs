@@ -16,7 +16,6 @@ use crate::stats::{PairStats, RoleStats};
 use slipway_runtime::{ModelOutput, RuntimeError, Tensor};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::mpsc;
 
 /// What a version is to a deployment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -415,33 +414,40 @@ pub struct MirrorJob {
     log: Option<(LogRule, Arc<str>)>,
 }
 
-/// Copies waiting to run on their target version.
+/// Copies waiting to run.
 const MIRROR_QUEUE: usize = 1024;
-/// Tasks running copies (each awaits the target's own worker).
-const MIRROR_TASKS: usize = 4;
+/// Threads running copies, at most (one per core up to this).
+const MIRROR_THREADS: usize = 4;
 
-/// The bounded queue of copies, served by a few tasks off the request path.
+/// The bounded queue of copies, served off the request path by a few
+/// threads in the `SCHED_IDLE` class (started on first use): they run only
+/// on CPU that clients' requests leave over and yield to them at once. A copy
+/// costs the request path a clone of its inputs and outputs and a push; the
+/// validation, the model run, the comparison and the bookkeeping happen on a
+/// copy thread, which takes waiting copies for the same version as one
+/// batch. When those threads fall behind the queue fills and copies are
+/// dropped and counted.
 #[derive(Default)]
 pub struct MirrorQueue {
-    tx: OnceLock<mpsc::Sender<MirrorJob>>,
+    tx: OnceLock<std::sync::mpsc::SyncSender<MirrorJob>>,
 }
 
 impl MirrorQueue {
-    fn sender(&self) -> &mpsc::Sender<MirrorJob> {
+    fn sender(&self) -> &std::sync::mpsc::SyncSender<MirrorJob> {
         self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::channel::<MirrorJob>(MIRROR_QUEUE);
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            for _ in 0..MIRROR_TASKS {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<MirrorJob>(MIRROR_QUEUE);
+            let rx = Arc::new(std::sync::Mutex::new(rx));
+            let threads = std::thread::available_parallelism()
+                .map_or(1, std::num::NonZeroUsize::get)
+                .min(MIRROR_THREADS);
+            for i in 0..threads {
                 let rx = rx.clone();
-                tokio::spawn(async move {
-                    loop {
-                        let job = { rx.lock().await.recv().await };
-                        match job {
-                            Some(job) => run(job).await,
-                            None => break,
-                        }
-                    }
-                });
+                let spawned = std::thread::Builder::new()
+                    .name(format!("slipway-copies-{i}"))
+                    .spawn(move || copy_thread(&rx));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start a thread for copies of requests");
+                }
             }
             tx
         })
@@ -451,80 +457,118 @@ impl MirrorQueue {
     pub fn submit(&self, job: MirrorJob) {
         if let Err(e) = self.sender().try_send(job) {
             let job = match e {
-                mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j) => j,
+                std::sync::mpsc::TrySendError::Full(j)
+                | std::sync::mpsc::TrySendError::Disconnected(j) => j,
             };
             dropped(&job);
         }
     }
 }
 
-/// A copy that did not run: counted against the pair and in
-/// `slipway_mirror_dropped_total{deployment}`.
-fn dropped(job: &MirrorJob) {
-    count_dropped(&job.pair, &job.deployment);
-}
-
-fn count_dropped(pair: &PairStats, deployment: &str) {
-    pair.dropped();
-    metrics::counter!("slipway_mirror_dropped_total", "deployment" => deployment.to_string())
-        .increment(1);
-}
-
-async fn run(job: MirrorJob) {
-    let started = Instant::now();
-    let logged_inputs = job.log.as_ref().map(|_| job.inputs.clone());
-    let result = job.target.worker.infer_background(job.inputs).await;
-    let latency: Duration = started.elapsed();
-    let status = match &result {
-        Ok(_) => Some(200),
-        Err(RuntimeError::QueueFull { .. }) => None,
-        Err(e) => Some(e.http_status()),
+/// Takes the next copy and the copies waiting behind it for the same
+/// version (up to its batch size); `None` once the queue is gone.
+fn next_batch(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<MirrorJob>>,
+    held: &mut Option<MirrorJob>,
+) -> Option<Vec<MirrorJob>> {
+    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let first = match held.take() {
+        Some(j) => j,
+        None => rx.recv().ok()?,
     };
-    if let Some(status) = status {
-        // copies count under role="shadow", protocol="copy"
-        let h = job.target.request_metrics.get(
-            &job.deployment,
-            &job.target.version,
-            Role::Shadow.as_str(),
-            "copy",
-            status,
-        );
-        h.requests.increment(1);
-        h.duration.record(latency.as_secs_f64());
+    let max_rows = first.target.worker.batch_rows();
+    let mut rows = rows_of(&first);
+    let mut batch = vec![first];
+    while rows < max_rows {
+        let Ok(next) = rx.try_recv() else { break };
+        if !Arc::ptr_eq(&next.target, &batch[0].target) || rows + rows_of(&next) > max_rows {
+            *held = Some(next);
+            break;
+        }
+        rows += rows_of(&next);
+        batch.push(next);
     }
-    if let (Some((rule, request_id)), Some(inputs)) = (&job.log, logged_inputs) {
+    Some(batch)
+}
+
+fn rows_of(job: &MirrorJob) -> usize {
+    job.inputs.first().and_then(Tensor::batch_size).unwrap_or(1)
+}
+
+fn copy_thread(rx: &std::sync::Mutex<std::sync::mpsc::Receiver<MirrorJob>>) {
+    slipway_runtime::set_thread_class(slipway_runtime::ThreadClass::Idle);
+    let mut held = None;
+    while let Some(batch) = next_batch(rx, &mut held) {
+        run_batch(batch);
+    }
+}
+
+/// Runs a batch of copies for one version and records each. A copy's
+/// latency is the batch's run (validation included), not its wait in the
+/// queue: copies wait for idle CPU by design.
+fn run_batch(mut batch: Vec<MirrorJob>) {
+    let target = batch[0].target.clone();
+    let inputs: Vec<Vec<Tensor>> = batch
+        .iter_mut()
+        .map(|j| {
+            if j.log.is_some() {
+                j.inputs.clone()
+            } else {
+                std::mem::take(&mut j.inputs)
+            }
+        })
+        .collect();
+    let started = Instant::now();
+    let results = target.worker.run_copies(inputs);
+    let latency = started.elapsed();
+    for (job, result) in batch.into_iter().zip(results) {
+        record(job, result, latency);
+    }
+}
+
+fn record(job: MirrorJob, result: Result<Vec<ModelOutput>, RuntimeError>, latency: Duration) {
+    let status = match &result {
+        Ok(_) => 200,
+        Err(e) => e.http_status(),
+    };
+    // copies count under role="shadow", protocol="copy"
+    let h = job.target.request_metrics.get(
+        &job.deployment,
+        &job.target.version,
+        Role::Shadow.as_str(),
+        "copy",
+        status,
+    );
+    h.requests.increment(1);
+    h.duration.record(latency.as_secs_f64());
+    if let Some((rule, request_id)) = &job.log {
         let (status, outputs) = match &result {
-            Ok(r) => (200, r.outputs.clone()),
-            Err(RuntimeError::QueueFull { .. }) => (0, Vec::new()),
+            Ok(outputs) => (200, outputs.clone()),
             Err(_) => (500, Vec::new()),
         };
-        if status != 0 {
-            rule.sink.submit(Prediction {
-                deployment: rule.deployment.clone(),
-                version: job.target.version.clone(),
-                role: Role::Shadow,
-                request_id: request_id.clone(),
-                time: SystemTime::now(),
-                latency,
-                status,
-                inputs,
-                outputs,
-            });
-        }
+        rule.sink.submit(Prediction {
+            deployment: rule.deployment.clone(),
+            version: job.target.version.clone(),
+            role: Role::Shadow,
+            request_id: request_id.clone(),
+            time: SystemTime::now(),
+            latency,
+            status,
+            inputs: job.inputs,
+            outputs,
+        });
     }
     match result {
-        Ok(r) => {
+        Ok(outputs) => {
             job.pair
-                .compare(&job.first, &r.outputs, latency, job.tolerance);
+                .compare(&job.first, &outputs, latency, job.tolerance);
             if let Some(stats) = &job.record_as {
                 stats.record(false, latency);
                 if job.collect_outputs {
-                    stats.record_outputs(&r.outputs);
+                    stats.record_outputs(&outputs);
                 }
             }
         }
-        // the target fell behind: a dropped copy, not a failure of the model
-        Err(RuntimeError::QueueFull { .. }) => count_dropped(&job.pair, &job.deployment),
         Err(e) => {
             tracing::debug!(version = %job.target.version, error = %e, "mirrored request failed");
             job.pair.failed(latency);
@@ -533,6 +577,14 @@ async fn run(job: MirrorJob) {
             }
         }
     }
+}
+
+/// A copy that did not run: counted against the pair and in
+/// `slipway_mirror_dropped_total{deployment}`.
+fn dropped(job: &MirrorJob) {
+    job.pair.dropped();
+    metrics::counter!("slipway_mirror_dropped_total", "deployment" => job.deployment.to_string())
+        .increment(1);
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{drive, Registry};
+use common::{drive, Registry, RUN_THREADS, SCHED_BATCH, SCHED_IDLE};
 use serde_json::{json, Value};
 use slipway_core::ErrorCode;
 use slipway_serving::controller::tick;
@@ -455,5 +455,96 @@ async fn splits_and_candidates_that_name_the_wrong_thing_are_refused() {
         e.message.contains("'steps'") && e.message.contains("below 100"),
         "{}",
         e.message
+    );
+}
+
+/// A shadow's copies run off the request path, on the copy threads in the
+/// `SCHED_IDLE` class (clients' requests run on model threads in
+/// `SCHED_BATCH`), and are compared with the answers clients got; a shadow
+/// that cannot keep up has its copies dropped and counted, never making
+/// clients wait.
+#[tokio::test]
+async fn shadow_copies_run_at_the_lowest_priority_and_are_dropped_when_behind() {
+    let reg = Registry::new().await;
+    let v1 = reg
+        .version("m", json!({"weights": [1.0, 0.0], "record_threads": true}))
+        .await;
+    let flipped = reg
+        .version(
+            "m",
+            json!({"weights": [1.0, 0.0], "flip": true, "record_threads": true}),
+        )
+        .await;
+    let slow = reg
+        .version("m", json!({"weights": [1.0, 0.0], "latency_ms": 200}))
+        .await;
+    reg.alias("m", "champion", &v1).await;
+    let mgr = reg.manager(true);
+    let shadow = |version: &str, batch: usize| -> DeploymentSpec {
+        serde_json::from_value(
+            json!({"model": "m", "alias": "champion", "max_batch_size": batch,
+                                      "shadow": {"version": version, "fraction": 1.0}}),
+        )
+        .unwrap()
+    };
+    mgr.put("d", shadow(&flipped, 32)).await.unwrap();
+    mgr.put("slow", shadow(&slow, 4)).await.unwrap();
+    let pair_of = |name: &str| {
+        mgr.get(name).unwrap().routing().unwrap().mirrors[0]
+            .pair
+            .clone()
+    };
+
+    drive(&mgr, "d", 300).await;
+    let pair = pair_of("d");
+    let mut snap = pair.snapshot();
+    for _ in 0..200 {
+        if snap.mirrored + snap.dropped >= 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        snap = pair.snapshot();
+    }
+    assert_eq!(
+        (snap.mirrored, snap.dropped, snap.errors),
+        (300, 0, 0),
+        "{snap:?}"
+    );
+    assert_eq!(
+        (snap.rows, snap.agreed),
+        (300, 0),
+        "a flipped model agrees on nothing"
+    );
+    let threads = RUN_THREADS.lock().unwrap().clone();
+    let copies = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("slipway-copies-"))
+        .count();
+    let served = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("slipway-model-"))
+        .count();
+    assert_eq!(
+        (copies, served),
+        (threads.len() - served, 300),
+        "{threads:?}"
+    );
+    assert!(copies > 0, "{threads:?}");
+    for (name, policy) in &threads {
+        let want = if name.starts_with("slipway-copies-") {
+            SCHED_IDLE
+        } else {
+            SCHED_BATCH
+        };
+        assert_eq!(*policy, want, "{name} runs in scheduling policy {policy}");
+    }
+
+    // 200 ms per run of at most 4 rows: the queue (1,024 copies) fills and
+    // the rest are dropped while clients are answered at once
+    drive(&mgr, "slow", 1500).await;
+    let snap = pair_of("slow").snapshot();
+    assert!(
+        snap.dropped > 0 && snap.dropped + snap.mirrored <= 1500,
+        "{snap:?}"
     );
 }

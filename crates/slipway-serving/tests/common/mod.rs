@@ -35,6 +35,27 @@ pub struct FakeSpec {
     pub fail_every: u64,
     #[serde(default)]
     pub flip: bool,
+    /// Record the thread (name, scheduling policy) of every run but the
+    /// warm-up in [`RUN_THREADS`].
+    #[serde(default)]
+    pub record_threads: bool,
+}
+
+/// Threads that ran models with `record_threads`: name and scheduling
+/// policy.
+pub static RUN_THREADS: Mutex<Vec<(String, u32)>> = Mutex::new(Vec::new());
+
+/// `SCHED_BATCH` and `SCHED_IDLE` as `/proc` shows them.
+pub const SCHED_BATCH: u32 = 3;
+pub const SCHED_IDLE: u32 = 5;
+
+/// The calling thread's scheduling policy (field 41 of
+/// `/proc/thread-self/stat`).
+pub fn thread_policy() -> u32 {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    // fields from the third (state) on
+    after.split(' ').nth(41 - 3).unwrap().parse().unwrap()
 }
 
 pub struct FakeModel {
@@ -60,6 +81,10 @@ impl Model for FakeModel {
 
     fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<ModelOutput>, RuntimeError> {
         self.runs += 1;
+        if self.spec.record_threads && self.runs > 1 {
+            let name = std::thread::current().name().unwrap_or("").to_string();
+            RUN_THREADS.lock().unwrap().push((name, thread_policy()));
+        }
         if self.spec.latency_ms > 0 {
             std::thread::sleep(Duration::from_millis(self.spec.latency_ms));
         }
