@@ -694,14 +694,7 @@ impl ModelWorker {
         answers: &mut [Option<Result<Vec<ModelOutput>, RuntimeError>>],
     ) {
         let (slots, jobs): (Vec<usize>, Vec<Job>) = batch.into_iter().unzip();
-        let replies = {
-            let mut engine = self
-                .shared
-                .model
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.shared.execute(&mut engine, jobs)
-        };
+        let replies = self.shared.execute_locked(jobs);
         for (slot, (_, r)) in slots.into_iter().zip(replies) {
             answers[slot] = Some(r);
         }
@@ -851,14 +844,7 @@ impl WorkerLoop {
                     jobs.push(job);
                 }
             }
-            let replies = {
-                let mut engine = self
-                    .shared
-                    .model
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                self.shared.execute(&mut engine, jobs)
-            };
+            let replies = self.shared.execute_locked(jobs);
             for (reply, r) in replies {
                 if let Some(reply) = reply {
                     let _ = reply.send(r);
@@ -876,6 +862,16 @@ impl Shared {
             batch_rows: metrics::histogram!("slipway_inference_batch_rows", "model" => self.name.clone()),
             compute: metrics::histogram!("slipway_inference_compute_seconds", "model" => self.name.clone()),
         })
+    }
+
+    /// Takes the model (waiting for the thread or caller using it) and runs
+    /// the jobs on it (see [`Shared::execute`]).
+    fn execute_locked(&self, jobs: Vec<Job>) -> Vec<Answer> {
+        let mut engine = self
+            .model
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.execute(&mut engine, jobs)
     }
 
     /// Runs the jobs on `engine` and records queue wait per request, rows
