@@ -34,7 +34,7 @@
 //! `{"predictions": {"output": nested list, ...}}` (probabilities as a list of
 //! `{label: probability}` objects).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use slipway_runtime::{
     ClassLabels, DataType, ModelOutput, Signature, Tensor, TensorData, TensorSpec,
 };
@@ -133,7 +133,7 @@ struct Frame {
 /// Parses an `application/json` body.
 pub fn parse_json(body: &[u8], sig: &Signature) -> Result<ScoringRequest, ProtocolError> {
     // the commonest form in one pass; anything else (errors included) below
-    if let Some(req) = crate::scoring_fast::dataframe_split(body, sig) {
+    if let Some(req) = crate::scoring_fast::decode(body, sig) {
         return Ok(req);
     }
     parse_json_tree(body, sig)
@@ -833,135 +833,507 @@ pub fn parse_csv_records(text: &str) -> Result<Vec<Vec<String>>, ProtocolError> 
     Ok(records)
 }
 
-fn scalar_json(d: &TensorData, i: usize) -> Result<Value, String> {
-    let float = |x: f64| -> Value {
+/// Appends `v` as JSON (infallible for the scalars and strings written here).
+fn put<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // writing a number, a bool or a str into a Vec cannot fail
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Element `i` as a JSON scalar: non-finite floats as MLflow writes them
+/// (`"NaN"`, `"Infinity"`, `"-Infinity"`), bytes as UTF-8 text (checked
+/// beforehand by [`first_non_utf8`]).
+fn put_scalar(out: &mut Vec<u8>, d: &TensorData, i: usize) {
+    let float = |out: &mut Vec<u8>, x: f64| {
         if x.is_nan() {
-            Value::from("NaN")
+            out.extend_from_slice(b"\"NaN\"");
         } else if x.is_infinite() {
-            Value::from(if x > 0.0 { "Infinity" } else { "-Infinity" })
+            out.extend_from_slice(if x > 0.0 {
+                b"\"Infinity\""
+            } else {
+                b"\"-Infinity\""
+            });
         } else {
-            Value::from(x)
+            put(out, &x);
         }
     };
-    Ok(match d {
-        TensorData::Bool(v) => Value::from(v[i]),
-        TensorData::Uint8(v) => Value::from(v[i]),
-        TensorData::Uint16(v) => Value::from(v[i]),
-        TensorData::Uint32(v) => Value::from(v[i]),
-        TensorData::Uint64(v) => Value::from(v[i]),
-        TensorData::Int8(v) => Value::from(v[i]),
-        TensorData::Int16(v) => Value::from(v[i]),
-        TensorData::Int32(v) => Value::from(v[i]),
-        TensorData::Int64(v) => Value::from(v[i]),
-        TensorData::Fp16(v) => float(f64::from(v[i])),
-        TensorData::Fp32(v) => float(f64::from(v[i])),
-        TensorData::Fp64(v) => float(v[i]),
-        TensorData::Bytes(v) => Value::from(
-            String::from_utf8(v[i].clone()).map_err(|_| format!("element {i} is not UTF-8"))?,
-        ),
-    })
+    match d {
+        TensorData::Bool(v) => put(out, &v[i]),
+        TensorData::Uint8(v) => put(out, &v[i]),
+        TensorData::Uint16(v) => put(out, &v[i]),
+        TensorData::Uint32(v) => put(out, &v[i]),
+        TensorData::Uint64(v) => put(out, &v[i]),
+        TensorData::Int8(v) => put(out, &v[i]),
+        TensorData::Int16(v) => put(out, &v[i]),
+        TensorData::Int32(v) => put(out, &v[i]),
+        TensorData::Int64(v) => put(out, &v[i]),
+        TensorData::Fp16(v) => float(out, f64::from(v[i])),
+        TensorData::Fp32(v) => float(out, f64::from(v[i])),
+        TensorData::Fp64(v) => float(out, v[i]),
+        TensorData::Bytes(v) => put(out, &String::from_utf8_lossy(&v[i])),
+    }
 }
 
-/// Nested JSON list for elements `start..start+count(shape)`.
-fn nested(d: &TensorData, shape: &[i64], start: usize) -> Result<(Value, usize), String> {
+/// The first element in `range` that is bytes but not UTF-8 (which JSON
+/// cannot carry).
+fn first_non_utf8(d: &TensorData, range: std::ops::Range<usize>) -> Option<usize> {
+    let TensorData::Bytes(v) = d else {
+        return None;
+    };
+    range
+        .into_iter()
+        .find(|&i| v.get(i).is_some_and(|b| std::str::from_utf8(b).is_err()))
+}
+
+/// Elements `start..start+count(shape)` as a nested JSON list; returns the
+/// count.
+fn put_nested(out: &mut Vec<u8>, d: &TensorData, shape: &[i64], start: usize) -> usize {
     match shape.split_first() {
-        None => Ok((scalar_json(d, start)?, 1)),
+        None => {
+            put_scalar(out, d, start);
+            1
+        }
         Some((n, rest)) => {
-            let mut items = Vec::with_capacity(usize::try_from(*n).unwrap_or(0));
+            out.push(b'[');
             let mut used = 0;
-            for _ in 0..*n {
-                let (v, u) = nested(d, rest, start + used)?;
-                items.push(v);
-                used += u;
+            for k in 0..*n {
+                if k > 0 {
+                    out.push(b',');
+                }
+                used += put_nested(out, d, rest, start + used);
             }
-            Ok((Value::Array(items), used))
+            out.push(b']');
+            used
         }
     }
 }
 
-fn label_keys(labels: &ClassLabels) -> Vec<String> {
-    match labels {
-        ClassLabels::Int64(v) => v.iter().map(i64::to_string).collect(),
-        ClassLabels::String(v) => v.clone(),
+/// Keys in the order a JSON object with these keys inserted in turn is
+/// written (sorted; a repeated key keeps its last position).
+fn object_order<'a>(keys: impl Iterator<Item = &'a str>) -> Vec<(&'a str, usize)> {
+    let map: std::collections::BTreeMap<&str, usize> =
+        keys.enumerate().map(|(i, k)| (k, i)).collect();
+    map.into_iter().collect()
+}
+
+/// A classifier output's label keys (as text) and the classes in the
+/// order their keys are written.
+struct LabelKeys {
+    keys: Vec<String>,
+    order: Vec<usize>,
+}
+
+impl LabelKeys {
+    fn new(labels: &ClassLabels) -> Self {
+        let keys: Vec<String> = match labels {
+            ClassLabels::Int64(v) => v.iter().map(i64::to_string).collect(),
+            ClassLabels::String(v) => v.clone(),
+        };
+        let order = object_order(keys.iter().map(String::as_str))
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+        LabelKeys { keys, order }
+    }
+
+    /// `{label: probability}` for row `r` of a `[rows, classes]` tensor.
+    fn put_row(&self, out: &mut Vec<u8>, t: &Tensor, r: usize) {
+        out.push(b'{');
+        for (n, &c) in self.order.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            put(out, self.keys[c].as_str());
+            out.push(b':');
+            put_scalar(out, &t.data, r * self.keys.len() + c);
+        }
+        out.push(b'}');
     }
 }
 
-/// `{label: probability}` for row `r` of a `[rows, classes]` tensor.
-fn prob_row(t: &Tensor, keys: &[String], r: usize) -> Result<Value, String> {
-    let mut m = Map::new();
-    for (c, k) in keys.iter().enumerate() {
-        m.insert(k.clone(), scalar_json(&t.data, r * keys.len() + c)?);
-    }
-    Ok(Value::Object(m))
+/// How one output is written.
+struct OutputPlan<'a> {
+    output: &'a ModelOutput,
+    labels: Option<LabelKeys>,
+    /// Elements per row.
+    per_row: usize,
 }
 
-/// One row's value of an output in records form.
-fn row_value(o: &ModelOutput, r: usize) -> Result<Value, String> {
-    let t = &o.tensor;
-    if let Some(labels) = &o.class_labels {
-        return prob_row(t, &label_keys(labels), r);
+impl<'a> OutputPlan<'a> {
+    fn new(output: &'a ModelOutput) -> Self {
+        let labels = output.class_labels.as_ref().map(LabelKeys::new);
+        let per_row = match &labels {
+            Some(l) => l.keys.len(),
+            None => output
+                .tensor
+                .shape
+                .iter()
+                .skip(1)
+                .map(|d| usize::try_from(*d).unwrap_or(0))
+                .product(),
+        };
+        OutputPlan {
+            output,
+            labels,
+            per_row,
+        }
     }
-    let row_shape = &t.shape[1..];
-    let per_row: usize = row_shape
-        .iter()
-        .map(|d| usize::try_from(*d).unwrap_or(0))
-        .product();
-    if per_row == 1 {
-        return scalar_json(&t.data, r);
+
+    /// One row's value in records form.
+    fn put_row(&self, out: &mut Vec<u8>, r: usize) {
+        let t = &self.output.tensor;
+        match &self.labels {
+            Some(l) => l.put_row(out, t, r),
+            None if self.per_row == 1 => put_scalar(out, &t.data, r),
+            None => {
+                put_nested(out, &t.data, &t.shape[1..], r * self.per_row);
+            }
+        }
     }
-    Ok(nested(&t.data, row_shape, r * per_row)?.0)
+
+    /// The whole output in tensor form.
+    fn put_whole(&self, out: &mut Vec<u8>) {
+        let t = &self.output.tensor;
+        match &self.labels {
+            Some(l) => {
+                out.push(b'[');
+                for r in 0..t.batch_size().unwrap_or(0) {
+                    if r > 0 {
+                        out.push(b',');
+                    }
+                    l.put_row(out, t, r);
+                }
+                out.push(b']');
+            }
+            None => {
+                put_nested(out, &t.data, &t.shape, 0);
+            }
+        }
+    }
+
+    fn non_utf8(&self, range: std::ops::Range<usize>) -> Result<(), ProtocolError> {
+        match first_non_utf8(&self.output.tensor.data, range) {
+            None => Ok(()),
+            Some(i) => Err(ProtocolError::Unrepresentable {
+                field: format!("output '{}'", self.output.tensor.name),
+                message: format!("element {i} is not UTF-8"),
+            }),
+        }
+    }
 }
 
-/// The whole output in tensor form.
-fn whole_value(o: &ModelOutput) -> Result<Value, String> {
-    let t = &o.tensor;
-    if let Some(labels) = &o.class_labels {
-        let keys = label_keys(labels);
-        let rows = t.batch_size().unwrap_or(0);
-        return (0..rows)
-            .map(|r| prob_row(t, &keys, r))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Value::Array);
-    }
-    Ok(nested(&t.data, &t.shape, 0)?.0)
-}
-
-/// Builds the `{"predictions": ...}` response body for `format` (see the
-/// [module docs](self)).
+/// Writes the `{"predictions": ...}` response body for `format` (see the
+/// [module docs](self)) in one pass over the outputs: records for DataFrame
+/// requests whose outputs share a batch size, else one entry per output.
+/// Objects are written with sorted keys, as `serde_json` writes a map.
 pub fn encode_predictions(
     format: ScoringFormat,
     outputs: &[ModelOutput],
-) -> Result<Value, ProtocolError> {
-    let err = |o: &ModelOutput, m: String| ProtocolError::Unrepresentable {
-        field: format!("output '{}'", o.tensor.name),
-        message: m,
-    };
+) -> Result<Vec<u8>, ProtocolError> {
     let rows = outputs.first().and_then(|o| o.tensor.batch_size());
     let records_ok = format.is_dataframe()
         && rows.is_some()
         && outputs.iter().all(|o| o.tensor.batch_size() == rows);
-    let predictions = if let (true, Some(rows)) = (records_ok, rows) {
-        let mut records = Vec::with_capacity(rows);
+    let plans: Vec<OutputPlan<'_>> = outputs.iter().map(OutputPlan::new).collect();
+    let order = object_order(outputs.iter().map(|o| o.tensor.name.as_str()));
+    let size: usize = outputs
+        .iter()
+        .map(|o| o.tensor.element_count().saturating_mul(24))
+        .sum();
+    let mut out = Vec::with_capacity(size.saturating_add(64));
+    out.extend_from_slice(b"{\"predictions\":");
+    if let (true, Some(rows)) = (records_ok, rows) {
+        // bytes that JSON cannot carry, reported as the row-by-row walk meets them
         for r in 0..rows {
-            let mut rec = Map::new();
+            for p in &plans {
+                p.non_utf8(r * p.per_row..(r + 1) * p.per_row)?;
+            }
+        }
+        out.push(b'[');
+        for r in 0..rows {
+            if r > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            for (n, &(name, i)) in order.iter().enumerate() {
+                if n > 0 {
+                    out.push(b',');
+                }
+                put(&mut out, name);
+                out.push(b':');
+                plans[i].put_row(&mut out, r);
+            }
+            out.push(b'}');
+        }
+        out.push(b']');
+    } else {
+        for p in &plans {
+            p.non_utf8(0..p.output.tensor.element_count())?;
+        }
+        out.push(b'{');
+        for (n, &(name, i)) in order.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            put(&mut out, name);
+            out.push(b':');
+            plans[i].put_whole(&mut out);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The one-pass encoder against the `serde_json::Value` tree it replaced
+    //! (kept here as the oracle): same bytes, same errors.
+    #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::Map;
+
+    fn scalar_json(d: &TensorData, i: usize) -> Result<Value, String> {
+        let float = |x: f64| -> Value {
+            if x.is_nan() {
+                Value::from("NaN")
+            } else if x.is_infinite() {
+                Value::from(if x > 0.0 { "Infinity" } else { "-Infinity" })
+            } else {
+                Value::from(x)
+            }
+        };
+        Ok(match d {
+            TensorData::Bool(v) => Value::from(v[i]),
+            TensorData::Uint8(v) => Value::from(v[i]),
+            TensorData::Uint16(v) => Value::from(v[i]),
+            TensorData::Uint32(v) => Value::from(v[i]),
+            TensorData::Uint64(v) => Value::from(v[i]),
+            TensorData::Int8(v) => Value::from(v[i]),
+            TensorData::Int16(v) => Value::from(v[i]),
+            TensorData::Int32(v) => Value::from(v[i]),
+            TensorData::Int64(v) => Value::from(v[i]),
+            TensorData::Fp16(v) => float(f64::from(v[i])),
+            TensorData::Fp32(v) => float(f64::from(v[i])),
+            TensorData::Fp64(v) => float(v[i]),
+            TensorData::Bytes(v) => Value::from(
+                String::from_utf8(v[i].clone()).map_err(|_| format!("element {i} is not UTF-8"))?,
+            ),
+        })
+    }
+
+    /// Nested JSON list for elements `start..start+count(shape)`.
+    fn nested(d: &TensorData, shape: &[i64], start: usize) -> Result<(Value, usize), String> {
+        match shape.split_first() {
+            None => Ok((scalar_json(d, start)?, 1)),
+            Some((n, rest)) => {
+                let mut items = Vec::with_capacity(usize::try_from(*n).unwrap_or(0));
+                let mut used = 0;
+                for _ in 0..*n {
+                    let (v, u) = nested(d, rest, start + used)?;
+                    items.push(v);
+                    used += u;
+                }
+                Ok((Value::Array(items), used))
+            }
+        }
+    }
+
+    fn label_keys(labels: &ClassLabels) -> Vec<String> {
+        match labels {
+            ClassLabels::Int64(v) => v.iter().map(i64::to_string).collect(),
+            ClassLabels::String(v) => v.clone(),
+        }
+    }
+
+    /// `{label: probability}` for row `r` of a `[rows, classes]` tensor.
+    fn prob_row(t: &Tensor, keys: &[String], r: usize) -> Result<Value, String> {
+        let mut m = Map::new();
+        for (c, k) in keys.iter().enumerate() {
+            m.insert(k.clone(), scalar_json(&t.data, r * keys.len() + c)?);
+        }
+        Ok(Value::Object(m))
+    }
+
+    /// One row's value of an output in records form.
+    fn row_value(o: &ModelOutput, r: usize) -> Result<Value, String> {
+        let t = &o.tensor;
+        if let Some(labels) = &o.class_labels {
+            return prob_row(t, &label_keys(labels), r);
+        }
+        let row_shape = &t.shape[1..];
+        let per_row: usize = row_shape
+            .iter()
+            .map(|d| usize::try_from(*d).unwrap_or(0))
+            .product();
+        if per_row == 1 {
+            return scalar_json(&t.data, r);
+        }
+        Ok(nested(&t.data, row_shape, r * per_row)?.0)
+    }
+
+    /// The whole output in tensor form.
+    fn whole_value(o: &ModelOutput) -> Result<Value, String> {
+        let t = &o.tensor;
+        if let Some(labels) = &o.class_labels {
+            let keys = label_keys(labels);
+            let rows = t.batch_size().unwrap_or(0);
+            return (0..rows)
+                .map(|r| prob_row(t, &keys, r))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array);
+        }
+        Ok(nested(&t.data, &t.shape, 0)?.0)
+    }
+
+    /// The encoder before the one-pass one, kept as the oracle.
+    fn tree_predictions(
+        format: ScoringFormat,
+        outputs: &[ModelOutput],
+    ) -> Result<Value, ProtocolError> {
+        let err = |o: &ModelOutput, m: String| ProtocolError::Unrepresentable {
+            field: format!("output '{}'", o.tensor.name),
+            message: m,
+        };
+        let rows = outputs.first().and_then(|o| o.tensor.batch_size());
+        let records_ok = format.is_dataframe()
+            && rows.is_some()
+            && outputs.iter().all(|o| o.tensor.batch_size() == rows);
+        let predictions = if let (true, Some(rows)) = (records_ok, rows) {
+            let mut records = Vec::with_capacity(rows);
+            for r in 0..rows {
+                let mut rec = Map::new();
+                for o in outputs {
+                    rec.insert(
+                        o.tensor.name.clone(),
+                        row_value(o, r).map_err(|m| err(o, m))?,
+                    );
+                }
+                records.push(Value::Object(rec));
+            }
+            Value::Array(records)
+        } else {
+            let mut m = Map::new();
             for o in outputs {
-                rec.insert(
+                m.insert(
                     o.tensor.name.clone(),
-                    row_value(o, r).map_err(|m| err(o, m))?,
+                    whole_value(o).map_err(|e| err(o, e))?,
                 );
             }
-            records.push(Value::Object(rec));
+            Value::Object(m)
+        };
+        Ok(serde_json::json!({ "predictions": predictions }))
+    }
+
+    fn data(dtype: u8, n: usize, seed: &[f64]) -> TensorData {
+        let x = |i: usize| seed[i % seed.len()];
+        match dtype {
+            0 => TensorData::Fp32((0..n).map(|i| x(i) as f32).collect()),
+            1 => TensorData::Fp64((0..n).map(x).collect()),
+            2 => TensorData::Int64((0..n).map(|i| (x(i) * 1e3) as i64).collect()),
+            3 => TensorData::Bool((0..n).map(|i| x(i) > 0.0).collect()),
+            4 => TensorData::Uint8((0..n).map(|i| (x(i).abs() * 10.0) as u8).collect()),
+            5 => TensorData::Fp16((0..n).map(|i| half::f16::from_f64(x(i))).collect()),
+            6 => TensorData::Bytes(
+                (0..n)
+                    .map(|i| {
+                        if x(i) > 1e5 {
+                            vec![0xff, b'a']
+                        } else {
+                            format!("l\"{}\\", x(i)).into_bytes()
+                        }
+                    })
+                    .collect(),
+            ),
+            _ => TensorData::Int32((0..n).map(|i| (x(i) * 7.0) as i32).collect()),
         }
-        Value::Array(records)
-    } else {
-        let mut m = Map::new();
-        for o in outputs {
-            m.insert(
-                o.tensor.name.clone(),
-                whole_value(o).map_err(|e| err(o, e))?,
-            );
+    }
+
+    fn outputs() -> impl Strategy<Value = Vec<ModelOutput>> {
+        let value = prop_oneof![
+            8 => -1e6f64..1e6,
+            1 => Just(f64::NAN),
+            1 => Just(f64::INFINITY),
+            1 => Just(f64::NEG_INFINITY),
+            1 => Just(0.1f64),
+        ];
+        let output = (
+            0usize..4,
+            proptest::collection::vec(0i64..4, 0..3),
+            0u8..8,
+            proptest::collection::vec(value, 1..6),
+            0u8..5,
+            0usize..3,
+        )
+            .prop_map(|(name, mut shape, dtype, seed, labels, rows)| {
+                let names = ["b", "a", "label", "a"];
+                if !shape.is_empty() {
+                    shape[0] = i64::try_from(rows).unwrap();
+                }
+                let class_labels = match labels {
+                    1 | 2 if !shape.is_empty() => {
+                        let k = 3usize;
+                        shape = vec![shape[0], 3];
+                        Some(if labels == 1 {
+                            ClassLabels::Int64((0..k as i64).map(|c| 10 - 4 * c).collect())
+                        } else {
+                            ClassLabels::String(vec!["z".into(), "y".into(), "z".into()])
+                        })
+                    }
+                    _ => None,
+                };
+                let n: usize = shape.iter().map(|d| usize::try_from(*d).unwrap()).product();
+                ModelOutput {
+                    tensor: Tensor::new(names[name], shape, data(dtype, n, &seed)).unwrap(),
+                    class_labels,
+                }
+            });
+        proptest::collection::vec(output, 0..4)
+    }
+
+    #[test]
+    fn one_pass_writes_what_the_value_tree_wrote() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[3; 32]),
+        );
+        let strategy = outputs();
+        let formats = [
+            ScoringFormat::DataframeSplit,
+            ScoringFormat::DataframeRecords,
+            ScoringFormat::Csv,
+            ScoringFormat::Instances,
+            ScoringFormat::Inputs,
+        ];
+        let (mut records, mut errors, mut n) = (0, 0, 0);
+        for _ in 0..3000 {
+            let outs = strategy.new_tree(&mut runner).unwrap().current();
+            for format in formats {
+                n += 1;
+                let fast = encode_predictions(format, &outs);
+                match tree_predictions(format, &outs) {
+                    Ok(v) => {
+                        let fast = fast.unwrap();
+                        assert_eq!(
+                            String::from_utf8(fast).unwrap(),
+                            serde_json::to_string(&v).unwrap(),
+                            "{format:?} {outs:?}"
+                        );
+                        records += usize::from(v["predictions"].is_array());
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        assert_eq!(format!("{:?}", fast.unwrap_err()), format!("{e:?}"));
+                    }
+                }
+            }
         }
-        Value::Object(m)
-    };
-    Ok(serde_json::json!({ "predictions": predictions }))
+        eprintln!("{n} encodings: {records} in records form, {errors} errors");
+        assert!(
+            records * 10 > n && errors * 20 > n && errors * 2 < n,
+            "{records} records, {errors} errors of {n}"
+        );
+    }
 }

@@ -1,19 +1,21 @@
-//! One-pass decoding of the commonest scoring request, a `dataframe_split`
-//! of scalar cells for a single-input model, straight from the JSON text
-//! into the input's typed buffer: no `serde_json::Value` tree, no vector per
-//! row.
+//! One-pass decoding of the common scoring requests straight from the JSON
+//! text into the inputs' typed buffers: no `serde_json::Value` tree, no
+//! vector per row, no allocation per element.
 //!
-//! It answers only what it can answer exactly as [`crate::mlflow`]'s general
-//! parser does (same tensor, same shape, same format). Anything else — a
-//! cell the input type refuses, a ragged row, `data` before `columns`, a
-//! nested cell, a malformed body — returns `None`, and the general parser
-//! takes the request and words any error. So accepting and rejecting stay
-//! the general parser's, which the property test in
-//! `tests/mlflow.rs` checks on generated payloads.
+//! It takes `dataframe_split` of scalar cells for a single-input model,
+//! `inputs` (a nested list for a single-input model, or an object of nested
+//! lists keyed by input name) and `instances` (a nested list for a
+//! single-input model). It answers only what it can answer exactly as
+//! [`crate::mlflow`]'s general parser does (same tensors, same shapes, same
+//! format). Anything else — a cell the input type refuses, a ragged array,
+//! `data` before `columns`, `dataframe_records`, a list of objects, a
+//! malformed body — returns `None`, and the general parser takes the request
+//! and words any error. So accepting and rejecting stay the general
+//! parser's, which the property tests below check on generated payloads.
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use slipway_runtime::{Signature, Tensor, TensorData};
+use slipway_runtime::{Signature, Tensor, TensorData, TensorSpec};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -25,42 +27,97 @@ use crate::mlflow::{column_order, ScoringFormat, ScoringRequest, FORMATS};
 const FIELD: &str = "dataframe_split";
 
 /// The request decoded in one pass, or `None` for the general parser.
-pub(crate) fn dataframe_split(body: &[u8], sig: &Signature) -> Option<ScoringRequest> {
-    if sig.inputs.len() != 1 {
-        return None;
-    }
+pub(crate) fn decode(body: &[u8], sig: &Signature) -> Option<ScoringRequest> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let mut state = State {
-        sig,
-        names: None,
-        order: Vec::new(),
-        data: None,
-        rows: 0,
-        row: Vec::new(),
-    };
-    let params = Body { state: &mut state }.deserialize(&mut de).ok()?;
+    let mut out = None;
+    let params = Body { sig, out: &mut out }.deserialize(&mut de).ok()?;
     de.end().ok()?;
-    let data = state.data?;
-    let spec = &sig.inputs[0];
-    let rows = i64::try_from(state.rows).ok()?;
-    let width = i64::try_from(state.order.len()).ok()?;
-    let shape = if spec.shape.len() == 1 && width == 1 {
-        vec![rows]
-    } else {
-        vec![rows, width]
-    };
+    let (format, inputs) = out?;
     Some(ScoringRequest {
-        format: ScoringFormat::DataframeSplit,
-        inputs: vec![Tensor {
-            name: spec.name.clone(),
-            shape,
-            data,
-        }],
+        format,
+        inputs,
         params,
     })
 }
 
-struct State<'s, 'de> {
+fn fail<E: serde::de::Error>() -> E {
+    E::custom("not for the one-pass decoder")
+}
+
+type Decoded = (ScoringFormat, Vec<Tensor>);
+
+/// The top-level object: one request form, optional `params`, other keys
+/// skipped (as the general parser ignores them).
+struct Body<'a, 's> {
+    sig: &'s Signature,
+    out: &'a mut Option<Decoded>,
+}
+
+impl<'de> DeserializeSeed<'de> for Body<'_, '_> {
+    type Value = Option<Value>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Body<'_, '_> {
+    type Value = Option<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a scoring request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let sig = self.sig;
+        let mut params = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let key = key.as_ref();
+            if FORMATS.contains(&key) && self.out.is_some() {
+                // two forms, or one twice: the general parser words it
+                return Err(fail());
+            }
+            match key {
+                "dataframe_split" => {
+                    let [spec] = sig.inputs.as_slice() else {
+                        return Err(fail());
+                    };
+                    let mut split = SplitState {
+                        sig,
+                        names: None,
+                        order: Vec::new(),
+                        data: None,
+                        rows: 0,
+                        row: Vec::new(),
+                    };
+                    map.next_value_seed(Split { state: &mut split })?;
+                    *self.out = Some((ScoringFormat::DataframeSplit, vec![split.finish(spec)?]));
+                }
+                "inputs" => {
+                    let inputs = map.next_value_seed(Inputs { sig })?;
+                    *self.out = Some((ScoringFormat::Inputs, inputs));
+                }
+                "instances" => {
+                    let [spec] = sig.inputs.as_slice() else {
+                        return Err(fail());
+                    };
+                    let tensor = map.next_value_seed(ListOf(spec))?;
+                    *self.out = Some((ScoringFormat::Instances, vec![tensor]));
+                }
+                "params" if params.is_none() => params = Some(map.next_value::<Value>()?),
+                "params" => return Err(fail()),
+                k if FORMATS.contains(&k) => return Err(fail()),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(params)
+    }
+}
+
+// ------------------------------------------------------------------ dataframe_split
+
+struct SplitState<'s, 'de> {
     sig: &'s Signature,
     /// `columns`, once read.
     names: Option<Vec<Option<String>>>,
@@ -73,60 +130,27 @@ struct State<'s, 'de> {
     row: Vec<Scalar<'de>>,
 }
 
-fn fail<E: serde::de::Error>() -> E {
-    E::custom("not for the one-pass decoder")
-}
-
-/// The top-level object: `dataframe_split` once, optional `params`, other
-/// keys skipped (as the general parser ignores them).
-struct Body<'a, 's, 'de> {
-    state: &'a mut State<'s, 'de>,
-}
-
-impl<'de> DeserializeSeed<'de> for Body<'_, '_, 'de> {
-    type Value = Option<Value>;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Body<'_, '_, 'de> {
-    type Value = Option<Value>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a scoring request object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut params = None;
-        let mut seen_split = false;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "dataframe_split" if !seen_split => {
-                    seen_split = true;
-                    map.next_value_seed(Split {
-                        state: &mut *self.state,
-                    })?;
-                }
-                "params" if params.is_none() => params = Some(map.next_value::<Value>()?),
-                k if k == "dataframe_split" || k == "params" || FORMATS.contains(&k) => {
-                    return Err(fail());
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if !seen_split {
-            return Err(fail());
-        }
-        Ok(params)
+impl SplitState<'_, '_> {
+    fn finish<E: serde::de::Error>(self, spec: &TensorSpec) -> Result<Tensor, E> {
+        let data = self.data.ok_or_else(fail)?;
+        let rows = i64::try_from(self.rows).map_err(|_| fail())?;
+        let width = i64::try_from(self.order.len()).map_err(|_| fail())?;
+        let shape = if spec.shape.len() == 1 && width == 1 {
+            vec![rows]
+        } else {
+            vec![rows, width]
+        };
+        Ok(Tensor {
+            name: spec.name.clone(),
+            shape,
+            data,
+        })
     }
 }
 
 /// `{"columns": [...], "data": [[...], ...]}`, columns first.
 struct Split<'a, 's, 'de> {
-    state: &'a mut State<'s, 'de>,
+    state: &'a mut SplitState<'s, 'de>,
 }
 
 impl<'de> DeserializeSeed<'de> for Split<'_, '_, 'de> {
@@ -171,7 +195,7 @@ impl<'de> Visitor<'de> for Split<'_, '_, 'de> {
 /// `data`: a list of rows, each a list of as many scalars as there are
 /// columns.
 struct Rows<'a, 's, 'de> {
-    state: &'a mut State<'s, 'de>,
+    state: &'a mut SplitState<'s, 'de>,
 }
 
 impl<'de> DeserializeSeed<'de> for Rows<'_, '_, 'de> {
@@ -234,6 +258,215 @@ impl<'de> Visitor<'de> for Row<'_, 'de> {
             self.cells.push(cell.0);
         }
         Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ inputs, instances
+
+/// `inputs`: a nested list for the single input, or an object of nested
+/// lists keyed by input name (the general parser's order: by name).
+struct Inputs<'s> {
+    sig: &'s Signature,
+}
+
+impl<'de> DeserializeSeed<'de> for Inputs<'_> {
+    type Value = Vec<Tensor>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Inputs<'_> {
+    type Value = Vec<Tensor>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list or an object of lists")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        let [spec] = self.sig.inputs.as_slice() else {
+            return Err(fail());
+        };
+        let mut nested = Nested::new(spec);
+        Level {
+            nested: &mut nested,
+            depth: 0,
+        }
+        .visit_seq(seq)?;
+        Ok(vec![nested.finish(spec)?])
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // every key an input: not the columnar form, whatever the columns
+        let mut out: Vec<Tensor> = Vec::with_capacity(self.sig.inputs.len());
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let spec = self.sig.input(&key).ok_or_else(fail)?;
+            if out.iter().any(|t| t.name == spec.name) {
+                return Err(fail());
+            }
+            let mut nested = Nested::new(spec);
+            map.next_value_seed(Level {
+                nested: &mut nested,
+                depth: 0,
+            })?;
+            out.push(nested.finish(spec)?);
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// A nested list (never a lone scalar) for one input.
+struct ListOf<'s>(&'s TensorSpec);
+
+impl<'de> DeserializeSeed<'de> for ListOf<'_> {
+    type Value = Tensor;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Tensor, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ListOf<'_> {
+    type Value = Tensor;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Tensor, A::Error> {
+        let mut nested = Nested::new(self.0);
+        Level {
+            nested: &mut nested,
+            depth: 0,
+        }
+        .visit_seq(seq)?;
+        nested.finish(self.0)
+    }
+}
+
+/// A nested list being read into one buffer. The general parser takes the
+/// shape from the first element at each depth and requires every sibling to
+/// have the same shape; read depth-first, that is: every list at depth `d`
+/// has the length of the first list at depth `d` to close, and every leaf
+/// sits at the depth of the first leaf (or, when the first list at some
+/// depth is empty, nothing lies below it).
+struct Nested {
+    data: TensorData,
+    /// Length of the lists at each depth, once the first one closed.
+    lens: Vec<Option<usize>>,
+    /// Depth of the leaves, once known.
+    rank: Option<usize>,
+}
+
+impl Nested {
+    fn new(spec: &TensorSpec) -> Self {
+        Nested {
+            data: TensorData::with_capacity(spec.dtype, 0),
+            lens: Vec::new(),
+            rank: None,
+        }
+    }
+
+    fn finish<E: serde::de::Error>(self, spec: &TensorSpec) -> Result<Tensor, E> {
+        let rank = self.rank.ok_or_else(fail)?;
+        let shape = (0..rank)
+            .map(|d| {
+                self.lens
+                    .get(d)
+                    .copied()
+                    .flatten()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .ok_or_else(fail)
+            })
+            .collect::<Result<Vec<i64>, E>>()?;
+        Ok(Tensor {
+            name: spec.name.clone(),
+            shape,
+            data: self.data,
+        })
+    }
+
+    /// A leaf at `depth`.
+    fn leaf<E: serde::de::Error>(&mut self, depth: usize, v: Scalar<'_>) -> Result<(), E> {
+        match self.rank {
+            None => self.rank = Some(depth),
+            Some(r) if r != depth => return Err(fail()),
+            Some(_) => {}
+        }
+        push_scalar(&mut self.data, v, true).map_err(|_| fail())
+    }
+}
+
+/// One value of a nested list at `depth`.
+struct Level<'a> {
+    nested: &'a mut Nested,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Level<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a nested list of scalars")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let (nested, depth) = (self.nested, self.depth);
+        if nested.rank.is_some_and(|r| depth >= r) {
+            return Err(fail());
+        }
+        let mut n = 0usize;
+        while seq
+            .next_element_seed(Level {
+                nested: &mut *nested,
+                depth: depth + 1,
+            })?
+            .is_some()
+        {
+            n += 1;
+        }
+        if n == 0 && nested.rank.is_none() {
+            nested.rank = Some(depth + 1);
+        }
+        if nested.lens.len() <= depth {
+            nested.lens.resize(depth + 1, None);
+        }
+        match nested.lens[depth] {
+            None => nested.lens[depth] = Some(n),
+            Some(len) if len != n => return Err(fail()),
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+        Err(fail())
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.nested.leaf(self.depth, Scalar::Null)
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.nested.leaf(self.depth, Scalar::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.nested.leaf(self.depth, Scalar::Number(v.into()))
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.nested.leaf(self.depth, Scalar::Number(v.into()))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        let n = serde_json::Number::from_f64(v).ok_or_else(fail)?;
+        self.nested.leaf(self.depth, Scalar::Number(n))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.nested.leaf(self.depth, Scalar::Str(Cow::Borrowed(v)))
     }
 }
 
@@ -426,7 +659,7 @@ mod tests {
             let body = strategy.new_tree(&mut runner).unwrap().current();
             for sig in &sigs {
                 pairs += 1;
-                let Some(fast) = dataframe_split(body.as_bytes(), sig) else {
+                let Some(fast) = decode(body.as_bytes(), sig) else {
                     continue;
                 };
                 taken += 1;
@@ -448,11 +681,122 @@ mod tests {
         );
     }
 
+    /// A nested list of `dims`, cells from `cells`, with one twist at the
+    /// `at`-th list (depth-first) or leaf: 1 drops a list's last element, 2
+    /// makes a leaf a list, 3 makes a list a scalar, 4 empties a list, 5
+    /// makes a leaf an object.
+    fn nested_text(dims: &[usize], cells: &[String], twist: u8, at: usize) -> String {
+        fn walk(
+            dims: &[usize],
+            cells: &[String],
+            twist: u8,
+            at: usize,
+            lists: &mut usize,
+            leaves: &mut usize,
+        ) -> String {
+            let Some((&n, rest)) = dims.split_first() else {
+                let i = *leaves;
+                *leaves += 1;
+                return match twist {
+                    2 if i == at => "[0.5]".to_string(),
+                    5 if i == at => "{\"k\": 1}".to_string(),
+                    _ => cells[i % cells.len()].clone(),
+                };
+            };
+            let i = *lists;
+            *lists += 1;
+            match twist {
+                3 if i == at => return "1".to_string(),
+                4 if i == at => return "[]".to_string(),
+                _ => {}
+            }
+            let len = if twist == 1 && i == at {
+                n.saturating_sub(1)
+            } else {
+                n
+            };
+            let items: Vec<String> = (0..len)
+                .map(|_| walk(rest, cells, twist, at, lists, leaves))
+                .collect();
+            format!("[{}]", items.join(","))
+        }
+        walk(dims, cells, twist, at, &mut 0, &mut 0)
+    }
+
+    /// `inputs` / `instances` bodies: nested lists (mostly rectangular),
+    /// objects keyed by input names (unknown, repeated), other forms beside
+    /// them, malformed tails.
+    fn tensor_body() -> impl Strategy<Value = String> {
+        (
+            proptest::collection::vec(0usize..4, 0..4),
+            proptest::collection::vec(cell(), 1..8),
+            0u8..10,
+            0usize..6,
+            0u8..12,
+        )
+            .prop_map(|(dims, cells, twist, at, wrap)| {
+                let x = nested_text(&dims, &cells, twist, at);
+                let y = nested_text(&dims, &cells, 0, 0);
+                match wrap {
+                    0 | 1 => format!("{{\"inputs\": {x}}}"),
+                    2 | 3 => format!("{{\"instances\": {x}, \"params\": {{\"k\": [1]}}}}"),
+                    4 => format!("{{\"inputs\": {{\"x\": {x}}}}}"),
+                    5 => format!("{{\"inputs\": {{\"b\": {x}, \"a\": {y}}}}}"),
+                    6 => format!("{{\"inputs\": {{\"a\": {x}, \"nope\": {y}}}}}"),
+                    7 => format!("{{\"inputs\": {{\"x\": {x}, \"x\": {y}}}}}"),
+                    8 => format!("{{\"instances\": [{{\"x\": {x}}}]}}"),
+                    9 => format!("{{\"instances\": {x}, \"inputs\": {y}}}"),
+                    10 => format!("{{\"other\": 1, \"inputs\": {x}}} x"),
+                    _ => format!("{{\"inputs\": {x}, \"params\": 1, \"params\": 2}}"),
+                }
+            })
+    }
+
+    /// As above, for `inputs` and `instances`.
+    #[test]
+    fn nested_lists_answer_only_what_the_general_parser_answers_the_same() {
+        use proptest::strategy::ValueTree;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        let mut runner = TestRunner::new_with_rng(
+            Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[9; 32]),
+        );
+        let sigs = signatures();
+        let strategy = tensor_body();
+        let (mut taken, mut pairs, mut refused) = (0, 0, 0);
+        for _ in 0..4000 {
+            let body = strategy.new_tree(&mut runner).unwrap().current();
+            for sig in &sigs {
+                pairs += 1;
+                let tree = parse_json_tree(body.as_bytes(), sig);
+                let Some(fast) = decode(body.as_bytes(), sig) else {
+                    refused += usize::from(tree.is_err());
+                    continue;
+                };
+                taken += 1;
+                assert!(tree.is_ok(), "body {body} sig {:?}: {tree:?}", sig.inputs);
+                assert_eq!(
+                    format!("{fast:?}"),
+                    format!("{:?}", tree.unwrap()),
+                    "body {body}"
+                );
+            }
+        }
+        eprintln!(
+            "the decoder took {taken} of {pairs} pairs; the general parser refused {refused}"
+        );
+        assert!(taken * 10 > pairs, "the decoder took {taken} of {pairs}");
+        assert!(
+            refused * 10 > pairs,
+            "only {refused} of {pairs} were refused"
+        );
+    }
+
     #[test]
     fn takes_the_common_requests() {
         let sig = &signatures()[0];
         let body = br#"{"dataframe_split": {"index": [0, 1], "columns": ["a", "b", "c", "d"], "data": [[1, 2.5, 3, "x"], [4, 5, null, "y"]]}, "params": {"k": 1}}"#;
-        let fast = dataframe_split(body, sig).expect("the one-pass decoder takes it");
+        let fast = decode(body, sig).expect("the one-pass decoder takes it");
         assert_eq!(
             format!("{fast:?}"),
             format!("{:?}", parse_json_tree(body, sig).unwrap())

@@ -278,17 +278,21 @@ fn classifier_outputs() -> Vec<ModelOutput> {
     ]
 }
 
+fn decoded(body: Vec<u8>) -> serde_json::Value {
+    serde_json::from_slice(&body).expect("the body is JSON")
+}
+
 #[test]
 fn predictions_like_mlflow() {
     let outs = classifier_outputs();
     assert_eq!(
-        encode_predictions(ScoringFormat::DataframeSplit, &outs).unwrap(),
+        decoded(encode_predictions(ScoringFormat::DataframeSplit, &outs).unwrap()),
         json!({"predictions": [
             {"output_label": "setosa", "output_probability": {"setosa": 0.75, "virginica": 0.25}},
             {"output_label": "virginica", "output_probability": {"setosa": 0.5, "virginica": 0.5}}]})
     );
     assert_eq!(
-        encode_predictions(ScoringFormat::Inputs, &outs).unwrap(),
+        decoded(encode_predictions(ScoringFormat::Inputs, &outs).unwrap()),
         json!({"predictions": {
             "output_label": ["setosa", "virginica"],
             "output_probability": [{"setosa": 0.75, "virginica": 0.25}, {"setosa": 0.5, "virginica": 0.5}]}})
@@ -308,11 +312,11 @@ fn predictions_like_mlflow() {
         ),
     ];
     assert_eq!(
-        encode_predictions(ScoringFormat::Csv, &reg).unwrap(),
+        decoded(encode_predictions(ScoringFormat::Csv, &reg).unwrap()),
         json!({"predictions": [{"variable": 1.5, "probs": [0.1, 0.9]}, {"variable": 2.5, "probs": [0.3, 0.7]}]})
     );
     assert_eq!(
-        encode_predictions(ScoringFormat::Instances, &reg).unwrap(),
+        decoded(encode_predictions(ScoringFormat::Instances, &reg).unwrap()),
         json!({"predictions": {"variable": [[1.5], [2.5]], "probs": [[0.1, 0.9], [0.3, 0.7]]}})
     );
 }

@@ -148,7 +148,12 @@ async fn score(
     .await;
     match encoded {
         Ok(v) => {
-            let mut resp = (StatusCode::OK, Json(v)).into_response();
+            let mut resp = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                v,
+            )
+                .into_response();
             if let Ok(h) = HeaderValue::from_str(&loaded.version) {
                 resp.headers_mut().insert("x-slipway-model-version", h);
             }
