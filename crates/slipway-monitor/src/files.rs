@@ -154,6 +154,31 @@ pub fn to_parquet_batches(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
     Ok(buf)
 }
 
+/// Batches of one schema, made one at a time by `next` (`None` at the
+/// end), as one Parquet file; `between` runs after each is written.
+pub fn to_parquet_stream(
+    mut next: impl FnMut() -> Option<Result<RecordBatch, String>>,
+    mut between: impl FnMut(),
+) -> Result<Vec<u8>, String> {
+    let Some(first) = next().transpose()? else {
+        return Err("no rows to write".into());
+    };
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let mut buf = Vec::new();
+    let mut w =
+        ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(|e| e.to_string())?;
+    w.write(&first).map_err(|e| e.to_string())?;
+    between();
+    while let Some(b) = next().transpose()? {
+        w.write(&b).map_err(|e| e.to_string())?;
+        between();
+    }
+    w.close().map_err(|e| e.to_string())?;
+    Ok(buf)
+}
+
 /// Batches of one schema as one batch.
 pub fn concat(
     schema: &arrow_schema::SchemaRef,

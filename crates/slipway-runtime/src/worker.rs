@@ -745,6 +745,10 @@ pub enum ThreadClass {
     /// `SCHED_IDLE`: runs only on CPU that no other thread wants, and is
     /// preempted by any of them at once. Copies of requests.
     Idle,
+    /// `SCHED_OTHER` at nice +10: about a tenth of a contended core, and
+    /// preempted by a waking request thread. Bulk work that nobody waits on
+    /// but that must keep up under load (the prediction log's encoding).
+    Background,
 }
 
 /// Puts the calling thread in `class`. Needs no privilege; a failure (or
@@ -755,6 +759,15 @@ pub fn set_thread_class(class: ThreadClass) {
     let policy = match class {
         ThreadClass::Batch => libc::SCHED_BATCH,
         ThreadClass::Idle => libc::SCHED_IDLE,
+        ThreadClass::Background => {
+            // SAFETY: setpriority takes plain integers; on Linux, who = 0
+            // with PRIO_PROCESS is the calling thread (nice is per thread).
+            let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+            if rc != 0 {
+                tracing::debug!(?class, error = %std::io::Error::last_os_error(), "thread keeps the default priority");
+            }
+            return;
+        }
     };
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: sched_setscheduler reads `param` (a valid, initialised

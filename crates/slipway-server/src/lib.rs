@@ -233,7 +233,7 @@ impl Application {
             Some(dir) => tracing::info!(dir = %dir.display(), "serving the MLflow UI"),
             None => tracing::info!("no MLflow UI found; `/` says how to install it"),
         }
-        let state = AppState {
+        let state = AppState::new(state::Shared {
             store,
             serving,
             monitor,
@@ -246,7 +246,7 @@ impl Application {
                 usize::try_from(config.max_decode_bytes).unwrap_or(usize::MAX),
             )),
             config: Arc::new(config),
-        };
+        });
         Ok(Self {
             listener: Some(listener),
             addr,

@@ -7,9 +7,28 @@ use slipway_metadata::MetadataStore;
 use slipway_serving::DeploymentManager;
 use std::sync::Arc;
 
-/// Everything a handler may need; cheap to clone.
+/// Everything a handler may need, behind one reference count: axum clones
+/// the state for every extractor and middleware layer of every request, so
+/// a clone is one atomic increment, not one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    /// Wraps the shared state.
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] shares.
+pub struct Shared {
     /// Metadata store (SQLite or PostgreSQL).
     pub store: Arc<dyn MetadataStore>,
     /// Artifact store (local directory or S3).
