@@ -890,6 +890,13 @@ def main() -> None:
                           ("tracking", "tracking")):
             if part not in parts and key in prev:
                 results[key] = prev[key]
+        if "serving" in parts and args.workloads and prev.get("workloads"):
+            # workloads not measured again keep their last figures
+            ran = {w["workload"]["key"] for w in results["workloads"]}
+            kept = {w["workload"]["key"]: w for w in prev["workloads"]
+                    if w["workload"]["key"] not in ran}
+            kept.update({w["workload"]["key"]: w for w in results["workloads"]})
+            results["workloads"] = [kept[w["key"]] for w in WORKLOADS if w["key"] in kept]
         for key in ("machine", "config", "command", "elapsed_s", "loadavg_start",
                     "loadavg_end"):
             results[key] = prev.get(key, results[key])
