@@ -9,9 +9,8 @@ server's own split for the same body.
 """
 
 import argparse
-import os
+import re
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -44,7 +43,9 @@ def top_symbols(data: Path, n: int = 12) -> list:
     for line in out.splitlines():
         parts = line.split(None, 2)
         if len(parts) == 3 and parts[0].endswith("%"):
-            rows.append((float(parts[0].rstrip("%")), parts[2].strip()[:110]))
+            # the symbol, without perf's padding and empty trailing columns
+            sym = re.sub(r"(\s+-)+\s*$", "", parts[2]).strip()
+            rows.append((float(parts[0].rstrip("%")), sym[:110]))
         if len(rows) >= n:
             break
     return rows

@@ -249,6 +249,55 @@ def main():
         add(f"| {row[0]} | {row[1]} | {row[2]} |")
     add("")
 
+    # ---- the serving hot path's own targets, against the figures they started from
+    before_path = Path(__file__).resolve().parent / "before-hot-path.json"
+    if before_path.exists():
+        before = json.loads(before_path.read_text())
+        wl = {w["workload"]["key"]: w for w in res["workloads"]}
+
+        def floor_ratio(wkey, key, c):
+            w = wl.get(wkey)
+            a, b = (runs(w, key, c), runs(w, "floor", c)) if w else (None, None)
+            return ratio_median(a, b) if a and b else None
+
+        def cpu_ratio(wkey, a, b, c):
+            w = wl.get(wkey)
+            ra, rb = (runs(w, a, c), runs(w, b, c)) if w else (None, None)
+            if not ra or not rb:
+                return None
+            return med([x["cpu_per_1k"] for x in ra]) / med([x["cpu_per_1k"] for x in rb])
+
+        p99 = None
+        if w1 and runs(w1, "slipway-json", 8):
+            p99 = med([x["p99_us"] / 1000 for x in runs(w1, "slipway-json", 8)])
+        hot = [
+            ("iris batch 1, V2 JSON, c=64: ≥ 0.5x the floor", "iris-b1 json/floor c=64",
+             floor_ratio("iris-b1", "slipway-json", 64), 0.5, True, "x"),
+            ("iris batch 256, V2 JSON, c=64: ≥ 0.45x the floor", "iris-b256 json/floor c=64",
+             floor_ratio("iris-b256", "slipway-json", 64), 0.45, True, "x"),
+            ("iris batch 256, MLflow scoring, c=64: ≥ 0.35x the floor",
+             "iris-b256 scoring/floor c=64", floor_ratio("iris-b256", "slipway-scoring", 64),
+             0.35, True, "x"),
+            ("MLP batch 64, c=8: CPU per request through scoring ≤ 1.3x V2 JSON's",
+             "mlp-b64 scoring/json cpu c=8", cpu_ratio("mlp-b64", "slipway-scoring",
+                                                       "slipway-json", 8), 1.3, False, "x"),
+            ("iris batch 1, V2 JSON, c=8: p99 < 0.6 ms", "iris-b1 json p99 ms c=8", p99, 0.6,
+             False, " ms"),
+        ]
+        add("### The serving hot path's targets, before and after")
+        add("")
+        add(f"Before: {before['source']}. After: this document's figures. Where the CPU goes "
+            "now, per cell and beside the floor's own split: [bench/profile.md](bench/profile.md) "
+            "and its flamegraphs (`bench/profile`).")
+        add("")
+        add("| target | before | after | verdict |")
+        add("|---|---:|---:|---|")
+        for label, key, value, target, higher, unit in hot:
+            b = before.get(key)
+            add(f"| {label} | {fmt(b)}{unit} | {fmt(value)}{unit if value is not None else ''} | "
+                f"{verdict(value, target, higher_better=higher, unit=unit.strip() or 'x')} |")
+        add("")
+
     # ---- per workload
     add("## Serving")
     add("")
