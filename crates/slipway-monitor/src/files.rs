@@ -13,6 +13,7 @@
 //! a time range without opening them. Every file is written in one atomic
 //! put: a reader never sees half a file.
 
+use crate::background::Background;
 use arrow_array::RecordBatch;
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -347,14 +348,15 @@ pub async fn read_file(
         Ok(None) => return Ok(Vec::new()), // deleted by retention meanwhile
         Err(e) => return Err(skipped(e.message)),
     };
-    tokio::task::spawn_blocking(move || {
+    // decoded on the monitoring thread, off the executor and below requests
+    Background::run(Background::queries(), move || {
         let cols: Option<Vec<&str>> = columns
             .as_ref()
             .map(|c| c.iter().map(String::as_str).collect());
         read_parquet(bytes, cols.as_deref())
     })
     .await
-    .map_err(|e| skipped(e.to_string()))?
+    .map_err(skipped)?
     .map_err(|e| skipped(format!("not a readable Parquet file: {e}")))
 }
 

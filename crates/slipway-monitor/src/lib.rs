@@ -13,6 +13,7 @@
 //!   accuracy or error it gives.
 //! * [`retention`]: deleting old hours.
 
+mod background;
 pub mod columns;
 pub mod drift;
 pub mod feedback;

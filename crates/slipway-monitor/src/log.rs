@@ -15,6 +15,7 @@
 //! at most, then dropped and counted. A crash loses what was buffered: at
 //! most `flush_interval` of traffic plus the file being written.
 
+use crate::background::{Background, CHUNK_ROWS};
 use crate::columns::{prediction_rows, LogSchema};
 use crate::files::{self, PREDICTIONS};
 use slipway_artifacts::ArtifactStore;
@@ -83,7 +84,7 @@ impl PredictionLog {
         let (tx, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicU64::new(0));
         let writer = Writer {
-            background: Background::start(),
+            background: Background::log(),
             store,
             settings,
             column_names,
@@ -132,74 +133,8 @@ struct Group {
     attempts: u32,
 }
 
-/// The log's CPU work off the executor, on one thread in
-/// [`ThreadClass::Background`](slipway_runtime::ThreadClass::Background).
-struct Background {
-    jobs: std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>,
-}
-
-impl Background {
-    /// The thread, or `None` when it cannot start (the work then runs where
-    /// tokio runs blocking work).
-    fn start() -> Option<Background> {
-        let (jobs, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
-        let spawned = std::thread::Builder::new()
-            .name("slipway-log-encoder".into())
-            .spawn(move || {
-                slipway_runtime::set_thread_class(slipway_runtime::ThreadClass::Background);
-                for job in rx {
-                    job();
-                }
-            });
-        match spawned {
-            Ok(_) => Some(Background { jobs }),
-            Err(e) => {
-                tracing::warn!(error = %e, "no prediction log thread; encoding on blocking threads");
-                None
-            }
-        }
-    }
-
-    /// Runs `work` on the thread (or, without one, on a blocking thread);
-    /// `Err` when it panicked.
-    async fn run<T: Send + 'static>(
-        this: Option<&Background>,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, String> {
-        let (tx, rx) = oneshot::channel();
-        let job: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let _ = tx.send(
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
-                    .map_err(|_| "the prediction log encoder panicked".to_string()),
-            );
-        });
-        let refused = match this {
-            Some(b) => b.jobs.send(job).err().map(|e| e.0),
-            None => Some(job),
-        };
-        if let Some(job) = refused {
-            let _ = tokio::task::spawn_blocking(job).await;
-        }
-        rx.await
-            .map_err(|_| "the prediction log encoder stopped".to_string())?
-    }
-
-    /// Frees `value` on the thread (tens of thousands of rows take
-    /// milliseconds to free).
-    fn discard(this: Option<&Background>, mut rows: Vec<Prediction>) {
-        if let Some(b) = this {
-            let _ = b.jobs.send(Box::new(move || {
-                while !rows.is_empty() {
-                    rows.truncate(rows.len().saturating_sub(CHUNK_ROWS));
-                    std::thread::yield_now();
-                }
-            }));
-        }
-    }
-}
-
 struct Writer {
-    background: Option<Background>,
+    background: Option<&'static Background>,
     store: Arc<ArtifactStore>,
     settings: LogSettings,
     column_names: ColumnNames,
@@ -329,7 +264,7 @@ impl Writer {
         };
         let names = self.names(&key);
         let (rows, attempts, count) = (group.rows, group.attempts, group.count);
-        let encoded = Background::run(self.background.as_ref(), move || {
+        let encoded = Background::run(self.background, move || {
             split_and_encode(&schema, names, rows)
         })
         .await;
@@ -343,7 +278,7 @@ impl Writer {
         };
         // a third shape in one group: its rows are not logged
         self.drop_rows(&key, &unfit, "write_error");
-        Background::discard(self.background.as_ref(), unfit);
+        Background::discard(self.background, unfit);
         let mut failed: Vec<Prediction> = Vec::new();
         for part in parts {
             if let Err(rows) = self.store(&key, part).await {
@@ -392,7 +327,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(deployment = %key.deployment, error = %e, "prediction log rows could not be encoded");
                 self.drop_rows(key, &rows, "write_error");
-                Background::discard(self.background.as_ref(), rows);
+                Background::discard(self.background, rows);
                 return Ok(());
             }
         };
@@ -411,7 +346,7 @@ impl Writer {
                 metrics::counter!("slipway_prediction_log_files_total", "deployment" => key.deployment.to_string())
                     .increment(1);
                 tracing::debug!(path, rows = n, "prediction log file written");
-                Background::discard(self.background.as_ref(), rows);
+                Background::discard(self.background, rows);
                 Ok(())
             }
             Err(e) => {
@@ -421,12 +356,6 @@ impl Writer {
         }
     }
 }
-
-/// Table rows encoded at a time before the log's thread yields the core:
-/// a fraction of a millisecond of work. Its lower priority alone does not
-/// make it give way: a thread runs out its time slice (milliseconds)
-/// before a waking request thread gets the core.
-const CHUNK_ROWS: usize = 1024;
 
 /// `rows` as one Parquet file, a chunk at a time, yielding between chunks;
 /// returns it with the earliest and latest time (ms since the epoch).

@@ -2,6 +2,7 @@
 //! the shared monitoring data (any replica answers the same, from the
 //! artifact store).
 
+use crate::background::Background;
 use crate::columns::{
     mlflow_signature_columns, signature_column_names, signature_columns, Column, Side,
 };
@@ -682,15 +683,23 @@ impl Monitor {
         let found =
             files::prediction_files(&self.store, deployment, Some(&version), start_ms, end_ms)
                 .await?;
+        // sampling and comparing run on the monitoring thread, not the
+        // executor (see the background module)
         let mut current = ColumnWindows::new(self.settings.drift_sample_limit);
         for f in &found {
             match files::read_file(&self.store, f, None).await {
                 Ok(batches) => {
-                    for b in &batches {
-                        let in_window = time_ok(b, start_ms, end_ms);
-                        let ok = served(b);
-                        current.push(b, |r| in_window(r) && ok(r));
-                    }
+                    current = Background::run(Background::queries(), move || {
+                        for b in &batches {
+                            let in_window = time_ok(b, start_ms, end_ms);
+                            let ok = served(b);
+                            current.push(b, |r| in_window(r) && ok(r));
+                            std::thread::yield_now();
+                        }
+                        current
+                    })
+                    .await
+                    .map_err(Error::internal)?;
                 }
                 Err(s) => report.skipped_files.push(s),
             }
@@ -708,13 +717,16 @@ impl Monitor {
             share_threshold: share,
             features: drift.features.clone(),
         };
-        let reference_windows = &reference.windows;
         let Comparison {
             dataset_drift,
             drift_share,
             features,
             not_tested,
-        } = compare(reference_windows, &current, &opts);
+        } = Background::run(Background::queries(), move || {
+            compare(&reference.windows, &current, &opts)
+        })
+        .await
+        .map_err(Error::internal)?;
         report.dataset_drift = dataset_drift;
         report.drift_share = drift_share;
         report.features = features;
