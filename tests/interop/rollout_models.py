@@ -86,16 +86,19 @@ def _with_side_branch(base: BuiltModel, key: str, build) -> BuiltModel:
     return BuiltModel(key, _check_versions(m), "float_input", base.x, "classifier")
 
 
-def slow(seed: int = 1, width: int = 768, depth: int = 48) -> BuiltModel:
+def slow(seed: int = 1, width: int = 2048, depth: int = 144) -> BuiltModel:
+    """The retrained classifier plus a side branch of `depth` width x width layers (one shared
+    weight, 16 MB): about 1.2 GFLOP, 25 ms per row on one core of the CI machine, so its p95
+    is far beyond the p99 check's 1.5 x stable + 5 ms. With 48 layers of 768 (1 ms a row) the
+    candidate's p95 was queueing, 8.6-12 ms against limits of 8.8-9.6 ms, and it passed."""
     rng = np.random.default_rng(99)
 
     def build():
-        inits = [numpy_helper.from_array((rng.normal(0, 0.05, (4, width))).astype(np.float32), "slow_w0")]
+        inits = [numpy_helper.from_array((rng.normal(0, 0.05, (4, width))).astype(np.float32), "slow_w0"),
+                 numpy_helper.from_array((rng.normal(0, 0.03, (width, width))).astype(np.float32), "slow_w")]
         nodes = [helper.make_node("MatMul", ["float_input", "slow_w0"], ["slow_h0"])]
         for i in range(depth):
-            w = f"slow_w{i + 1}"
-            inits.append(numpy_helper.from_array((rng.normal(0, 0.03, (width, width))).astype(np.float32), w))
-            nodes.append(helper.make_node("MatMul", [f"slow_h{i}", w], [f"slow_m{i + 1}"]))
+            nodes.append(helper.make_node("MatMul", [f"slow_h{i}", "slow_w"], [f"slow_m{i + 1}"]))
             nodes.append(helper.make_node("Tanh", [f"slow_m{i + 1}"], [f"slow_h{i + 1}"]))
         nodes.append(helper.make_node("ReduceSum", [f"slow_h{depth}", "slow_axes"], ["side"], keepdims=1))
         inits.append(numpy_helper.from_array(np.array([1], np.int64), "slow_axes"))
