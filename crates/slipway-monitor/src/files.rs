@@ -126,37 +126,18 @@ fn store_error(e: slipway_artifacts::ArtifactError) -> Error {
 
 /// One record batch as Parquet bytes (Snappy).
 pub fn to_parquet(batch: &RecordBatch) -> Result<Vec<u8>, String> {
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut buf = Vec::new();
-    let mut w =
-        ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).map_err(|e| e.to_string())?;
-    w.write(batch).map_err(|e| e.to_string())?;
-    w.close().map_err(|e| e.to_string())?;
-    Ok(buf)
+    to_parquet_batches(std::slice::from_ref(batch))
 }
 
 /// Record batches of one schema as one Parquet file.
 pub fn to_parquet_batches(batches: &[RecordBatch]) -> Result<Vec<u8>, String> {
-    let Some(first) = batches.first() else {
-        return Err("no rows to write".into());
-    };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
-    let mut buf = Vec::new();
-    let mut w =
-        ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(|e| e.to_string())?;
-    for b in batches {
-        w.write(b).map_err(|e| e.to_string())?;
-    }
-    w.close().map_err(|e| e.to_string())?;
-    Ok(buf)
+    let mut each = batches.iter().cloned().map(Ok);
+    to_parquet_stream(|| each.next(), || {})
 }
 
 /// Batches of one schema, made one at a time by `next` (`None` at the
-/// end), as one Parquet file; `between` runs after each is written.
+/// end), as one Parquet file (Snappy); `between` runs after each is
+/// written.
 pub fn to_parquet_stream(
     mut next: impl FnMut() -> Option<Result<RecordBatch, String>>,
     mut between: impl FnMut(),
@@ -170,11 +151,11 @@ pub fn to_parquet_stream(
     let mut buf = Vec::new();
     let mut w =
         ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(|e| e.to_string())?;
-    w.write(&first).map_err(|e| e.to_string())?;
-    between();
-    while let Some(b) = next().transpose()? {
+    let mut batch = Some(first);
+    while let Some(b) = batch {
         w.write(&b).map_err(|e| e.to_string())?;
         between();
+        batch = next().transpose()?;
     }
     w.close().map_err(|e| e.to_string())?;
     Ok(buf)

@@ -7,13 +7,12 @@
 //! never delaying the request. The writer groups rows by deployment,
 //! version and hour, and writes a group as one file when it reaches
 //! `flush_rows`, when its oldest row is `flush_interval` old, and on
-//! [`PredictionLog::flush`] (graceful shutdown). Encoding a file, and
-//! freeing its rows once stored, run on a thread of the log's own at a lower
-//! priority (nice +10): tens of milliseconds of Parquet encoding on a
-//! request thread's core would otherwise hold up the requests behind it
-//! (p99 at c=8 went from 1 ms to 8–12 ms with the log on). A failed write is retried at the next tick, three times
-//! at most, then dropped and counted. A crash loses what was buffered: at
-//! most `flush_interval` of traffic plus the file being written.
+//! [`PredictionLog::flush`] (graceful shutdown). Splitting, encoding and
+//! freeing a file's rows run on the log's background thread (the
+//! `background` module). A failed write is retried at the next tick, three
+//! times at most, then dropped and counted. A crash loses what was
+//! buffered: at most `flush_interval` of traffic plus the file being
+//! written.
 
 use crate::background::{Background, CHUNK_ROWS};
 use crate::columns::{prediction_rows, LogSchema};

@@ -287,13 +287,7 @@ impl<'de> Visitor<'de> for Inputs<'_> {
         let [spec] = self.sig.inputs.as_slice() else {
             return Err(fail());
         };
-        let mut nested = Nested::new(spec);
-        Level {
-            nested: &mut nested,
-            depth: 0,
-        }
-        .visit_seq(seq)?;
-        Ok(vec![nested.finish(spec)?])
+        Ok(vec![ListOf(spec).visit_seq(seq)?])
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
