@@ -20,6 +20,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use slipway_artifacts::{ArtifactPath, ArtifactStore};
 use slipway_core::Error;
 
@@ -145,8 +146,11 @@ pub fn to_parquet_stream(
     let Some(first) = next().transpose()? else {
         return Err("no rows to write".into());
     };
+    // request ids are (nearly) unique per row: a dictionary for them only
+    // costs a hash per row until the writer gives it up
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
+        .set_column_dictionary_enabled(ColumnPath::from("request_id"), false)
         .build();
     let mut buf = Vec::new();
     let mut w =

@@ -201,18 +201,30 @@ impl Writer {
         };
         let n = prediction_rows(&p) as u64;
         let flush_rows = self.settings.flush_rows;
-        let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
-            // room for a file's rows from the start: growing by doubling
-            // copied megabytes on the executor's thread (and faulted in
-            // fresh pages for each copy), holding up requests behind it
-            rows: Vec::with_capacity(usize::try_from(flush_rows.min(1 << 16)).unwrap_or(0)),
-            count: 0,
-            since: Instant::now(),
-            attempts: 0,
-        });
-        g.rows.push(p);
-        g.count += n;
-        if g.count >= self.settings.flush_rows {
+        let full = match self.groups.get_mut(&key) {
+            Some(g) => {
+                g.rows.push(p);
+                g.count += n;
+                g.count >= flush_rows
+            }
+            None => {
+                let mut g = Group {
+                    // room for a file's rows from the start: growing by
+                    // doubling copied megabytes on the executor's thread (and
+                    // faulted in fresh pages for each copy), holding up
+                    // requests behind it
+                    rows: Vec::with_capacity(usize::try_from(flush_rows.min(1 << 16)).unwrap_or(0)),
+                    count: n,
+                    since: Instant::now(),
+                    attempts: 0,
+                };
+                g.rows.push(p);
+                let full = g.count >= flush_rows;
+                self.groups.insert(key.clone(), g);
+                full
+            }
+        };
+        if full {
             self.write(key).await;
         }
     }

@@ -715,6 +715,19 @@ fn single_input<'a>(field: &str, sig: &'a Signature) -> Result<&'a TensorSpec, P
 
 /// Parses a `text/csv` body (header row first).
 pub fn parse_csv(body: &[u8], sig: &Signature) -> Result<ScoringRequest, ProtocolError> {
+    // unquoted fields for a single input in one pass; the rest (errors
+    // included) below
+    if let Some(req) = crate::scoring_fast::decode_csv(body, sig) {
+        return Ok(req);
+    }
+    parse_csv_tree(body, sig)
+}
+
+/// [`parse_csv`] through records of strings: every form, every error.
+pub(crate) fn parse_csv_tree(
+    body: &[u8],
+    sig: &Signature,
+) -> Result<ScoringRequest, ProtocolError> {
     const F: &str = "csv";
     let text = std::str::from_utf8(body)
         .map_err(|e| ProtocolError::field(F, format!("is not valid UTF-8: {e}")))?;

@@ -3,19 +3,21 @@
 //! vector per row, no allocation per element.
 //!
 //! It takes `dataframe_split` of scalar cells for a single-input model,
-//! `inputs` (a nested list for a single-input model, or an object of nested
-//! lists keyed by input name) and `instances` (a nested list for a
-//! single-input model). It answers only what it can answer exactly as
+//! `dataframe_records` of scalar cells for a single-input model whose
+//! signature names its columns, `inputs` (a nested list for a single-input
+//! model, or an object of nested lists keyed by input name), `instances` (a
+//! nested list for a single-input model) and `text/csv` of unquoted fields
+//! ([`decode_csv`]). It answers only what it can answer exactly as
 //! [`crate::mlflow`]'s general parser does (same tensors, same shapes, same
 //! format). Anything else — a cell the input type refuses, a ragged array,
-//! `data` before `columns`, `dataframe_records`, a list of objects, a
-//! malformed body — returns `None`, and the general parser takes the request
-//! and words any error. So accepting and rejecting stay the general
+//! `data` before `columns`, a record missing a column, a list of objects for
+//! `instances`, a quoted CSV field, a malformed body — returns `None`, and
+//! the general parser takes the request and words any error. So accepting and rejecting stay the general
 //! parser's, which the property tests below check on generated payloads.
 
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use slipway_runtime::{Signature, Tensor, TensorData, TensorSpec};
+use slipway_runtime::{DataType, Signature, Tensor, TensorData, TensorSpec};
 use std::borrow::Cow;
 use std::fmt;
 
@@ -102,6 +104,13 @@ impl<'de> Visitor<'de> for Body<'_, '_> {
                     };
                     let tensor = map.next_value_seed(ListOf(spec))?;
                     *self.out = Some((ScoringFormat::Instances, vec![tensor]));
+                }
+                "dataframe_records" => {
+                    let ([spec], Some(names)) = (sig.inputs.as_slice(), named_columns(sig)) else {
+                        return Err(fail());
+                    };
+                    let tensor = map.next_value_seed(Records { spec, names })?;
+                    *self.out = Some((ScoringFormat::DataframeRecords, vec![tensor]));
                 }
                 "params" if params.is_none() => params = Some(map.next_value::<Value>()?),
                 "params" => return Err(fail()),
@@ -256,6 +265,110 @@ impl<'de> Visitor<'de> for Row<'_, 'de> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         while let Some(cell) = seq.next_element::<Cell<'de>>()? {
             self.cells.push(cell.0);
+        }
+        Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ dataframe_records
+
+/// The signature's column names when it names every column (the only case
+/// where the general parser's column order does not depend on the order of
+/// the records' keys).
+fn named_columns(sig: &Signature) -> Option<Vec<&str>> {
+    let cols = sig.columns.as_ref().filter(|c| !c.is_empty())?;
+    cols.iter().map(|c| c.name.as_deref()).collect()
+}
+
+/// `dataframe_records` for a single-input model whose signature names its
+/// columns: a non-empty list of objects, each giving every column one
+/// scalar. Other keys are skipped, as the general parser's unused columns
+/// are; a missing or repeated column goes to the general parser.
+struct Records<'s> {
+    spec: &'s TensorSpec,
+    names: Vec<&'s str>,
+}
+
+impl<'de> DeserializeSeed<'de> for Records<'_> {
+    type Value = Tensor;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Tensor, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Records<'_> {
+    type Value = Tensor;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a list of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tensor, A::Error> {
+        let mut data = TensorData::with_capacity(self.spec.dtype, 0);
+        let mut row: Vec<Option<Scalar<'de>>> = self.names.iter().map(|_| None).collect();
+        let mut rows = 0usize;
+        while seq
+            .next_element_seed(Record {
+                names: &self.names,
+                row: &mut row,
+            })?
+            .is_some()
+        {
+            for slot in &mut row {
+                let cell = slot.take().ok_or_else(fail)?;
+                push_scalar(&mut data, cell, true).map_err(|_| fail())?;
+            }
+            rows += 1;
+        }
+        if rows == 0 {
+            return Err(fail());
+        }
+        let rows = i64::try_from(rows).map_err(|_| fail())?;
+        let width = i64::try_from(self.names.len()).map_err(|_| fail())?;
+        let shape = if self.spec.shape.len() == 1 && width == 1 {
+            vec![rows]
+        } else {
+            vec![rows, width]
+        };
+        Ok(Tensor {
+            name: self.spec.name.clone(),
+            shape,
+            data,
+        })
+    }
+}
+
+/// One record: its columns' cells into `row` (by the signature's order).
+struct Record<'a, 's, 'de> {
+    names: &'a [&'s str],
+    row: &'a mut [Option<Scalar<'de>>],
+}
+
+impl<'de> DeserializeSeed<'de> for Record<'_, '_, 'de> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Record<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a record")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match self.names.iter().position(|n| *n == key.as_ref()) {
+                Some(c) if self.row[c].is_none() => {
+                    self.row[c] = Some(map.next_value::<Cell<'de>>()?.0);
+                }
+                Some(_) => return Err(fail()),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
         }
         Ok(())
     }
@@ -464,6 +577,108 @@ impl<'de> Visitor<'de> for Level<'_> {
     }
 }
 
+// ------------------------------------------------------------------ CSV
+
+/// A `text/csv` body decoded in one pass, or `None` for the general parser
+/// ([`crate::mlflow::parse_csv_tree`]). It takes a header row and data rows
+/// of unquoted fields (LF or CRLF, blank lines skipped) for a single-input
+/// model whose type is not BYTES; quoted fields, ragged rows, a cell the
+/// type refuses and every other case go to the general parser.
+pub(crate) fn decode_csv(body: &[u8], sig: &Signature) -> Option<ScoringRequest> {
+    let [spec] = sig.inputs.as_slice() else {
+        return None;
+    };
+    if spec.dtype == DataType::Bytes || body.contains(&b'"') {
+        return None;
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    if matches!(text.trim_start().chars().next(), Some('{' | '[')) {
+        return None;
+    }
+    // the general parser's records: a line's CR before LF is dropped (a
+    // last line without LF keeps it); empty lines are skipped
+    let mut segments = text.split('\n').peekable();
+    let mut lines = std::iter::from_fn(move || loop {
+        let seg = segments.next()?;
+        let line = match segments.peek() {
+            Some(_) => seg.strip_suffix('\r').unwrap_or(seg),
+            None => seg,
+        };
+        if !line.is_empty() {
+            return Some(line);
+        }
+    });
+    let mut header: Vec<Option<String>> = lines
+        .next()?
+        .split(',')
+        .map(|n| Some(n.to_string()))
+        .collect();
+    let drop_index = header.first().is_some_and(|n| n.as_deref() == Some(""));
+    if drop_index {
+        header.remove(0);
+    }
+    let order = column_order(&header, "csv", sig).ok()?;
+    let mut data = TensorData::with_capacity(spec.dtype, 0);
+    let mut cells: Vec<&str> = Vec::with_capacity(header.len() + 1);
+    let mut rows = 0usize;
+    for line in lines {
+        cells.clear();
+        cells.extend(line.split(','));
+        let row = if drop_index { &cells[1..] } else { &cells[..] };
+        if row.len() != header.len() {
+            return None;
+        }
+        for &c in &order {
+            push_scalar(&mut data, text_cell(row[c], spec.dtype)?, true).ok()?;
+        }
+        rows += 1;
+    }
+    if rows == 0 {
+        return None;
+    }
+    let rows = i64::try_from(rows).ok()?;
+    let width = i64::try_from(order.len()).ok()?;
+    let shape = if spec.shape.len() == 1 && width == 1 {
+        vec![rows]
+    } else {
+        vec![rows, width]
+    };
+    Some(ScoringRequest {
+        format: ScoringFormat::Csv,
+        inputs: vec![Tensor {
+            name: spec.name.clone(),
+            shape,
+            data,
+        }],
+        params: None,
+    })
+}
+
+/// A CSV cell as the general parser reads it for a non-BYTES input: blank
+/// is null; for BOOL `true`/`1`/`false`/`0` (any case); otherwise an
+/// integer, a finite float, or the trimmed text. `None`: a BOOL cell that is
+/// none of those (the general parser's error).
+fn text_cell(cell: &str, dtype: DataType) -> Option<Scalar<'_>> {
+    let t = cell.trim();
+    Some(if t.is_empty() {
+        Scalar::Null
+    } else if dtype == DataType::Bool {
+        match t.to_ascii_lowercase().as_str() {
+            "true" | "1" => Scalar::Bool(true),
+            "false" | "0" => Scalar::Bool(false),
+            _ => return None,
+        }
+    } else if let Ok(i) = t.parse::<i64>() {
+        Scalar::Number(i.into())
+    } else if let Ok(u) = t.parse::<u64>() {
+        Scalar::Number(u.into())
+    } else if let Some(n) = t.parse::<f64>().ok().and_then(serde_json::Number::from_f64) {
+        Scalar::Number(n)
+    } else {
+        Scalar::Str(Cow::Borrowed(t))
+    })
+}
+
 /// One scalar cell, as the general parser's `Value` would hold it.
 struct Cell<'de>(Scalar<'de>);
 
@@ -544,8 +759,16 @@ mod tests {
                 })
                 .collect(),
         );
+        // one column named as the input: the tensor-frame case
+        let mut lone = one(DataType::Fp64, vec![-1]);
+        lone.columns = Some(vec![ColumnSpec {
+            name: Some("x".to_string()),
+            dtype: DataType::Fp64,
+            required: true,
+        }]);
         vec![
             named,
+            lone,
             unnamed,
             one(DataType::Fp32, vec![-1, -1]),
             one(DataType::Fp32, vec![-1]),
@@ -640,34 +863,9 @@ mod tests {
     /// (so the test cannot pass by declining everything).
     #[test]
     fn answers_only_what_the_general_parser_answers_the_same() {
-        use proptest::strategy::ValueTree;
-        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
-        let mut runner = TestRunner::new_with_rng(
-            Config::default(),
-            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
-        );
-        let sigs = signatures();
-        let strategy = body();
-        let (mut taken, mut pairs) = (0, 0);
-        for _ in 0..4000 {
-            let body = strategy.new_tree(&mut runner).unwrap().current();
-            for sig in &sigs {
-                pairs += 1;
-                let Some(fast) = decode(body.as_bytes(), sig) else {
-                    continue;
-                };
-                taken += 1;
-                let tree = parse_json_tree(body.as_bytes(), sig);
-                assert!(tree.is_ok(), "body {body} sig {:?}: {tree:?}", sig.inputs);
-                // Debug, not ==: NaN cells must match too
-                assert_eq!(
-                    format!("{fast:?}"),
-                    format!("{:?}", tree.unwrap()),
-                    "body {body}"
-                );
-            }
-        }
-        eprintln!("the decoder took {taken} of {pairs} (body, signature) pairs");
+        let (taken, pairs, _) = compare(body(), 7, |body, sig| {
+            (decode(body, sig), parse_json_tree(body, sig))
+        });
         assert!(taken * 10 > pairs, "the decoder took {taken} of {pairs}");
         assert!(
             taken * 10 < pairs * 9,
@@ -749,41 +947,192 @@ mod tests {
     /// As above, for `inputs` and `instances`.
     #[test]
     fn nested_lists_answer_only_what_the_general_parser_answers_the_same() {
+        let (taken, pairs, refused) = compare(tensor_body(), 9, |body, sig| {
+            (decode(body, sig), parse_json_tree(body, sig))
+        });
+        assert!(taken * 10 > pairs, "the decoder took {taken} of {pairs}");
+        assert!(
+            refused * 10 > pairs,
+            "only {refused} of {pairs} were refused"
+        );
+    }
+
+    /// `dataframe_records` bodies: records keyed by column names (reordered,
+    /// missing, repeated, extra), non-object records, other forms beside
+    /// them, malformed tails.
+    fn records_body() -> impl Strategy<Value = String> {
+        let record = (
+            proptest::sample::subsequence(NAMES.to_vec(), 0..=5).prop_shuffle(),
+            proptest::collection::vec(cell(), 5),
+            0u8..8,
+        )
+            .prop_map(|(names, cells, twist)| {
+                let mut fields: Vec<String> = names
+                    .iter()
+                    .zip(&cells)
+                    .map(|(n, c)| format!("\"{n}\": {c}"))
+                    .collect();
+                match twist {
+                    0 => fields.push("\"a\": 1".to_string()),
+                    1 => fields.push("\"z\": [1, {\"k\": null}]".to_string()),
+                    2 => return "[1, 2, 3]".to_string(),
+                    _ => {}
+                }
+                format!("{{{}}}", fields.join(", "))
+            });
+        let number = prop_oneof![
+            (-1e6f64..1e6).prop_map(|x| format!("{x}")),
+            (-300i64..300).prop_map(|i| i.to_string()),
+        ];
+        let full = proptest::collection::vec(number, 3)
+            .prop_map(|c| format!("{{\"a\": {}, \"b\": {}, \"c\": {}}}", c[0], c[1], c[2]));
+        (
+            proptest::collection::vec(prop_oneof![3 => full, 1 => record], 0..6),
+            0u8..8,
+        )
+            .prop_map(|(records, wrap)| {
+                let list = format!("[{}]", records.join(", "));
+                match wrap {
+                    0 => format!("{{\"dataframe_records\": {list}, \"params\": {{\"k\": 1}}}}"),
+                    1 => format!("{{\"dataframe_records\": {list}, \"inputs\": [1]}}"),
+                    2 => format!("{{\"dataframe_records\": {list}}} x"),
+                    3 => r#"{"dataframe_records": {"a": [1]}}"#.to_string(),
+                    _ => format!("{{\"dataframe_records\": {list}}}"),
+                }
+            })
+    }
+
+    /// As above, for `dataframe_records`.
+    #[test]
+    fn records_answer_only_what_the_general_parser_answers_the_same() {
+        let (taken, pairs, refused) = compare(records_body(), 11, |body, sig| {
+            (decode(body, sig), parse_json_tree(body, sig))
+        });
+        // two of the eleven signatures name their columns
+        assert!(taken * 100 > pairs, "the decoder took {taken} of {pairs}");
+        assert!(
+            refused * 10 > pairs,
+            "only {refused} of {pairs} were refused"
+        );
+    }
+
+    /// CSV bodies: a header (maybe with pandas' unnamed index column), rows
+    /// of unquoted cells of every kind the general parser reads differently
+    /// (blank, padded, words, non-finite), quoted fields, ragged rows, CRLF,
+    /// blank lines, JSON sent as CSV.
+    fn csv_body() -> impl Strategy<Value = String> {
+        let csv_cell = prop_oneof![
+            6 => (-1e6f64..1e6).prop_map(|x| format!("{x}")),
+            4 => (-300i64..300).prop_map(|i| i.to_string()),
+            1 => prop_oneof![
+                Just(""), Just(" 2.5 "), Just("true"), Just("FALSE"), Just("1"), Just("0"),
+                Just("x"), Just("inf"), Just("NaN"), Just("1e400"), Just("\"1,5\""),
+                Just("18446744073709551615"), Just("99999999999999999999"), Just("1\r"),
+            ]
+            .prop_map(str::to_string),
+        ];
+        (
+            proptest::sample::subsequence(NAMES.to_vec(), 1..=5).prop_shuffle(),
+            proptest::collection::vec(proptest::collection::vec(csv_cell, 6), 0..5),
+            any::<bool>(),
+            0u8..10,
+        )
+            .prop_map(|(names, rows, index, twist)| {
+                let width = names.len();
+                let nl = if twist == 1 { "\r\n" } else { "\n" };
+                let mut lines = vec![format!(
+                    "{}{}",
+                    if index { "," } else { "" },
+                    names.join(",")
+                )];
+                for (r, cells) in rows.iter().enumerate() {
+                    let n = if twist == 2 && r == 1 {
+                        width + 1
+                    } else {
+                        width
+                    };
+                    let cells = cells.iter().cycle().take(n).cloned().collect::<Vec<_>>();
+                    let lead = if index {
+                        format!("{r},")
+                    } else {
+                        String::new()
+                    };
+                    lines.push(format!("{lead}{}", cells.join(",")));
+                    if twist == 3 && r == 0 {
+                        lines.push(String::new());
+                    }
+                }
+                let text = lines.join(nl);
+                match twist {
+                    4 => format!("{text}{nl}"),
+                    5 => format!("{nl}{text}"),
+                    6 => "[[1, 2]]".to_string(),
+                    _ => text,
+                }
+            })
+    }
+
+    /// As above, for CSV.
+    #[test]
+    fn csv_answers_only_what_the_general_parser_answers_the_same() {
+        use crate::mlflow::parse_csv_tree;
+        let (taken, pairs, refused) = compare(csv_body(), 13, |body, sig| {
+            (decode_csv(body, sig), parse_csv_tree(body, sig))
+        });
+        assert!(taken * 20 > pairs, "the decoder took {taken} of {pairs}");
+        assert!(
+            refused * 10 > pairs,
+            "only {refused} of {pairs} were refused"
+        );
+    }
+
+    /// Runs `decoders` (one-pass, general) over 4,000 generated bodies and
+    /// every test signature: whatever the one-pass decoder answers, the
+    /// general parser answers the same. Returns how many pairs the one-pass
+    /// decoder took, how many there were, how many the general parser
+    /// refused.
+    fn compare(
+        strategy: impl Strategy<Value = String>,
+        seed: u8,
+        decoders: impl Fn(
+            &[u8],
+            &Signature,
+        ) -> (
+            Option<ScoringRequest>,
+            Result<ScoringRequest, crate::ProtocolError>,
+        ),
+    ) -> (usize, usize, usize) {
         use proptest::strategy::ValueTree;
         use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
         let mut runner = TestRunner::new_with_rng(
             Config::default(),
-            TestRng::from_seed(RngAlgorithm::ChaCha, &[9; 32]),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[seed; 32]),
         );
         let sigs = signatures();
-        let strategy = tensor_body();
         let (mut taken, mut pairs, mut refused) = (0, 0, 0);
         for _ in 0..4000 {
             let body = strategy.new_tree(&mut runner).unwrap().current();
             for sig in &sigs {
                 pairs += 1;
-                let tree = parse_json_tree(body.as_bytes(), sig);
-                let Some(fast) = decode(body.as_bytes(), sig) else {
+                let (fast, tree) = decoders(body.as_bytes(), sig);
+                let Some(fast) = fast else {
                     refused += usize::from(tree.is_err());
                     continue;
                 };
                 taken += 1;
-                assert!(tree.is_ok(), "body {body} sig {:?}: {tree:?}", sig.inputs);
+                assert!(tree.is_ok(), "body {body:?} sig {:?}: {tree:?}", sig.inputs);
+                // Debug, not ==: NaN cells must match too
                 assert_eq!(
                     format!("{fast:?}"),
                     format!("{:?}", tree.unwrap()),
-                    "body {body}"
+                    "body {body:?}"
                 );
             }
         }
         eprintln!(
             "the decoder took {taken} of {pairs} pairs; the general parser refused {refused}"
         );
-        assert!(taken * 10 > pairs, "the decoder took {taken} of {pairs}");
-        assert!(
-            refused * 10 > pairs,
-            "only {refused} of {pairs} were refused"
-        );
+        (taken, pairs, refused)
     }
 
     #[test]

@@ -147,10 +147,13 @@ pub async fn create_token(
 pub struct Authenticator {
     store: Arc<dyn MetadataStore>,
     ttl: Duration,
-    cache: Mutex<HashMap<String, (TokenRecord, Instant)>>,
+    cache: Mutex<HashMap<String, (Arc<TokenRecord>, Instant)>>,
     /// Verified sessions by id hash: the token, the session's expiry (ms) and when verified.
-    sessions: Mutex<HashMap<String, (TokenRecord, i64, Instant)>>,
+    sessions: Mutex<HashMap<String, CachedSession>>,
 }
+
+/// A verified session: its token, its expiry (ms) and when it was verified.
+type CachedSession = (Arc<TokenRecord>, i64, Instant);
 
 /// Bound on cached entries; the cache is cleared when it is reached.
 const CACHE_CAPACITY: usize = 10_000;
@@ -166,8 +169,9 @@ impl Authenticator {
         }
     }
 
-    /// The record of a valid, unrevoked token, or `None`.
-    pub async fn verify(&self, secret: &str) -> Result<Option<TokenRecord>, Error> {
+    /// The record of a valid, unrevoked token, or `None`. Shared: a
+    /// request's check costs a hash and a lookup, not a copy of the record.
+    pub async fn verify(&self, secret: &str) -> Result<Option<Arc<TokenRecord>>, Error> {
         let hash = hash_token(secret);
         if let Ok(cache) = self.cache.lock() {
             if let Some((rec, at)) = cache.get(&hash) {
@@ -181,6 +185,7 @@ impl Authenticator {
         let Some(rec) = self.store.find_token_by_hash(&hash).await? else {
             return Ok(None);
         };
+        let rec = Arc::new(rec);
         if rec.revoked_at.is_some()
             || !bool::from(rec.secret_hash.as_bytes().ct_eq(hash.as_bytes()))
         {
@@ -209,7 +214,10 @@ impl Authenticator {
 
     /// The token of a valid session (unexpired, not signed out, token not
     /// revoked), or `None`.
-    pub async fn verify_session(&self, session_id: &str) -> Result<Option<TokenRecord>, Error> {
+    pub async fn verify_session(
+        &self,
+        session_id: &str,
+    ) -> Result<Option<Arc<TokenRecord>>, Error> {
         let hash = hash_token(session_id);
         let now = slipway_core::now_millis();
         if let Ok(cache) = self.sessions.lock() {
@@ -222,6 +230,7 @@ impl Authenticator {
         let Some((session, token)) = self.store.find_session(&hash, now).await? else {
             return Ok(None);
         };
+        let token = Arc::new(token);
         if !self.ttl.is_zero() {
             if let Ok(mut cache) = self.sessions.lock() {
                 if cache.len() >= CACHE_CAPACITY {
@@ -428,7 +437,7 @@ fn presented_secret(headers: &HeaderMap) -> Option<String> {
 
 /// The token a request was authenticated with, for handlers that need it.
 #[derive(Debug, Clone)]
-pub struct Caller(pub Option<TokenRecord>);
+pub struct Caller(pub Option<Arc<TokenRecord>>);
 
 /// How a request proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,7 +452,7 @@ pub enum Via {
 #[derive(Debug, Clone)]
 pub struct Authenticated {
     /// The token record.
-    pub record: TokenRecord,
+    pub record: Arc<TokenRecord>,
     /// Header or cookie.
     pub via: Via,
 }

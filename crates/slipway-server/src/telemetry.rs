@@ -6,11 +6,11 @@
 //! raw path, so cardinality stays bounded.
 
 use crate::config::{Config, LogFormat};
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::MatchedPath;
+use axum::http::Method;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, PoisonError, RwLock};
 use std::time::Instant;
 use tracing_subscriber::EnvFilter;
 
@@ -85,22 +85,61 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
     }
 }
 
-/// Middleware: counts requests and observes latency per method, route and status.
-pub async fn track_http(req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().to_string();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "unmatched".to_string());
-    let resp = next.run(req).await;
-    let status = resp.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    metrics::counter!("slipway_http_requests_total", &labels).increment(1);
-    metrics::histogram!("slipway_http_request_duration_seconds", &labels)
-        .record(start.elapsed().as_secs_f64());
-    resp
+/// Counts a finished request and observes its latency, per method, matched
+/// route (`None`: unmatched) and status. Called by the router's one
+/// per-route middleware ([`crate::routes::router`]).
+pub fn record_http(method: &Method, route: Option<&MatchedPath>, status: u16, start: Instant) {
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    let h = http_handles(method, route, status);
+    h.requests.increment(1);
+    h.duration.record(start.elapsed().as_secs_f64());
+}
+
+/// The HTTP metrics of one method, route and status.
+#[derive(Clone)]
+struct HttpHandles {
+    method: Method,
+    status: u16,
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+/// Handles by route, resolved once per (method, route, status): a request
+/// then costs a read lock and a lookup, not three label strings and the
+/// recorder's map. Bounded by the route table (routes are matched paths,
+/// never raw ones) times the methods and statuses seen.
+fn http_handles(method: &Method, route: &str, status: u16) -> HttpHandles {
+    type ByRoute = RwLock<HashMap<String, Vec<HttpHandles>>>;
+    static CACHE: OnceLock<ByRoute> = OnceLock::new();
+    let cache = CACHE.get_or_init(ByRoute::default);
+    let find = |v: &[HttpHandles]| {
+        v.iter()
+            .find(|h| h.status == status && h.method == *method)
+            .cloned()
+    };
+    {
+        let by_route = cache.read().unwrap_or_else(PoisonError::into_inner);
+        if let Some(h) = by_route.get(route).and_then(|v| find(v)) {
+            return h;
+        }
+    }
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.to_string()),
+        ("status", status.to_string()),
+    ];
+    let h = HttpHandles {
+        method: method.clone(),
+        status,
+        requests: metrics::counter!("slipway_http_requests_total", &labels),
+        duration: metrics::histogram!("slipway_http_request_duration_seconds", &labels),
+    };
+    let mut by_route = cache.write().unwrap_or_else(PoisonError::into_inner);
+    let v = by_route.entry(route.to_string()).or_default();
+    if find(v).is_none() {
+        v.push(h.clone());
+    }
+    h
 }
 
 #[cfg(test)]
