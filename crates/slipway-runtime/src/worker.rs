@@ -782,6 +782,29 @@ pub fn set_thread_class(class: ThreadClass) {
 #[cfg(not(target_os = "linux"))]
 pub fn set_thread_class(_class: ThreadClass) {}
 
+/// Whether the kernel may back this process's memory with transparent huge
+/// pages (where the machine's THP mode is `always`; under `madvise` nothing
+/// here asks for them). Off, a fault maps 4 KiB instead of zeroing 2 MiB:
+/// the allocator's partly used spans stop counting as resident in whole
+/// huge pages (measured with the demo model on 2026-12-07: 68 → 58 MB
+/// resident idle, 170 → 158 MB after 5 s at c=64, throughput unchanged).
+/// A failure leaves the kernel's default and says so at debug level.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn set_transparent_huge_pages(enabled: bool) {
+    let disable: libc::c_ulong = if enabled { 0 } else { 1 };
+    // SAFETY: prctl(PR_SET_THP_DISABLE, flag, 0, 0, 0) takes plain integers
+    // and changes only this process's flag.
+    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, disable, 0, 0, 0) };
+    if rc != 0 {
+        tracing::debug!(enabled, error = %std::io::Error::last_os_error(), "transparent huge pages left to the kernel's default");
+    }
+}
+
+/// Transparent huge pages for this process (Linux only; elsewhere nothing).
+#[cfg(not(target_os = "linux"))]
+pub fn set_transparent_huge_pages(_enabled: bool) {}
+
 /// A request counted in [`Shared::in_flight`] until dropped.
 struct InFlight<'a> {
     counter: &'a AtomicUsize,

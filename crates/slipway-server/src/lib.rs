@@ -192,6 +192,7 @@ struct Http {
 impl Application {
     /// Opens stores, applies migrations, bootstraps the admin token and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        slipway_runtime::worker::set_transparent_huge_pages(config.transparent_huge_pages);
         let store = open_metadata_store(&config).await?;
         let artifacts = open_artifact_store(&config).await?;
         check_artifact_store(&artifacts)

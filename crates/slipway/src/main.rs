@@ -118,6 +118,9 @@ enum TokenCommand {
 }
 
 fn main() -> ExitCode {
+    // before anything is allocated: the setting (`transparent_huge_pages`,
+    // off by default) is applied again once the configuration is read
+    slipway_runtime::worker::set_transparent_huge_pages(false);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
