@@ -167,6 +167,20 @@ def core_busy(core: str) -> float:
     return 0.0
 
 
+def settle(limit: float = 20.0, quiet: float = 0.10) -> float:
+    """Waits (up to `limit` s) until the server core is quiet: a contestant
+    that wrk left with a backlog (a Python server still answering requests
+    whose clients timed out) keeps the core busy after its cell, and the
+    next cell would share the core with it. Returns the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        b0, s0 = core_busy(SERVER_CORE), time.monotonic()
+        time.sleep(0.25)
+        if (core_busy(SERVER_CORE) - b0) / (time.monotonic() - s0) < quiet:
+            break
+    return time.monotonic() - t0
+
+
 def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None,
               method: str = "GET", **kw) -> float:
     start = time.monotonic()
@@ -419,6 +433,7 @@ def run_workload(workload: dict, models: Path, cfg: dict) -> dict:
                     pids = proc_tree(t["proc"].pid)
                     if rep == 0:  # server-side warm state persists across repetitions
                         run_wrk(t["url"], t["body"], t["headers"], c, cfg["warmup"])
+                    settle()
                     res = run_wrk(t["url"], t["body"], t["headers"], c, cfg["duration"], pids)
                     res["rows_per_s"] = res["rps"] * workload["batch"]
                     cells[key][c].append(res)
