@@ -458,11 +458,7 @@ fn frame_to_tensors(frame: Frame, sig: &Signature) -> Result<Vec<Tensor>, Protoc
         }
         let width = i64::try_from(order.len())
             .map_err(|e| ProtocolError::field(frame.field, e.to_string()))?;
-        let shape = if spec.shape.len() == 1 && width == 1 {
-            vec![rows]
-        } else {
-            vec![rows, width]
-        };
+        let shape = frame_shape(spec, rows, width);
         return Ok(vec![Tensor {
             name: spec.name.clone(),
             shape,
@@ -518,6 +514,16 @@ fn frame_to_tensors(frame: Frame, sig: &Signature) -> Result<Vec<Tensor>, Protoc
         });
     }
     Ok(out)
+}
+
+/// The shape of a single input fed by `width` frame columns over `rows`
+/// rows: a vector when the input is 1-D and one column feeds it.
+pub(crate) fn frame_shape(spec: &TensorSpec, rows: i64, width: i64) -> Vec<i64> {
+    if spec.shape.len() == 1 && width == 1 {
+        vec![rows]
+    } else {
+        vec![rows, width]
+    }
 }
 
 /// Shape of a (nested) JSON array; ragged arrays are an error.

@@ -22,7 +22,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use crate::data::{push_scalar, Scalar};
-use crate::mlflow::{column_order, ScoringFormat, ScoringRequest, FORMATS};
+use crate::mlflow::{column_order, frame_shape, ScoringFormat, ScoringRequest, FORMATS};
 
 /// The field name the general parser reports (used to compute the column
 /// order; errors never leave this module).
@@ -144,11 +144,7 @@ impl SplitState<'_, '_> {
         let data = self.data.ok_or_else(fail)?;
         let rows = i64::try_from(self.rows).map_err(|_| fail())?;
         let width = i64::try_from(self.order.len()).map_err(|_| fail())?;
-        let shape = if spec.shape.len() == 1 && width == 1 {
-            vec![rows]
-        } else {
-            vec![rows, width]
-        };
+        let shape = frame_shape(spec, rows, width);
         Ok(Tensor {
             name: spec.name.clone(),
             shape,
@@ -325,11 +321,7 @@ impl<'de> Visitor<'de> for Records<'_> {
         }
         let rows = i64::try_from(rows).map_err(|_| fail())?;
         let width = i64::try_from(self.names.len()).map_err(|_| fail())?;
-        let shape = if self.spec.shape.len() == 1 && width == 1 {
-            vec![rows]
-        } else {
-            vec![rows, width]
-        };
+        let shape = frame_shape(self.spec, rows, width);
         Ok(Tensor {
             name: self.spec.name.clone(),
             shape,
@@ -638,11 +630,7 @@ pub(crate) fn decode_csv(body: &[u8], sig: &Signature) -> Option<ScoringRequest>
     }
     let rows = i64::try_from(rows).ok()?;
     let width = i64::try_from(order.len()).ok()?;
-    let shape = if spec.shape.len() == 1 && width == 1 {
-        vec![rows]
-    } else {
-        vec![rows, width]
-    };
+    let shape = frame_shape(spec, rows, width);
     Some(ScoringRequest {
         format: ScoringFormat::Csv,
         inputs: vec![Tensor {
