@@ -518,59 +518,76 @@ pub async fn require_access(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let lookup = match req.extensions().get::<MatchedPath>() {
-        Some(route) => ctx.rules.lookup(req.method(), route.as_str()),
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let admitted = admit(
+        &ctx,
+        route.as_ref().map(MatchedPath::as_str),
+        req.method(),
+        req.uri(),
+        req.headers(),
+    )
+    .await;
+    match admitted {
+        Ok(None) => next.run(req).await,
+        Ok(Some(record)) => {
+            req.extensions_mut().insert(Caller(Some(record)));
+            next.run(req).await
+        }
+        Err(resp) => resp,
+    }
+}
+
+/// The access decision of [`require_access`] for a request to `route` (the
+/// matched route pattern; `None`: none matched): `Ok(None)` lets a public
+/// route through unauthenticated, `Ok(Some(token))` lets an authorised
+/// caller through, `Err` is the refusal to send.
+pub async fn admit(
+    ctx: &AccessState,
+    route: Option<&str>,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<TokenRecord>>, Response> {
+    let lookup = match route {
+        Some(route) => ctx.rules.lookup(method, route),
         None => Lookup::Unknown,
     };
     let needed = match lookup {
-        Lookup::Found(Access::Public) => return next.run(req).await,
-        Lookup::Found(Access::Metrics) if !ctx.app.config.metrics_require_token => {
-            return next.run(req).await
-        }
+        Lookup::Found(Access::Public) => return Ok(None),
+        Lookup::Found(Access::Metrics) if !ctx.app.config.metrics_require_token => return Ok(None),
         Lookup::Found(Access::Metrics) => Some(Scope::Read),
         Lookup::Found(Access::Scope(s)) => Some(s),
         // the path exists with other methods: authenticate, then let the
         // router answer 405
         Lookup::OtherMethods => None,
         Lookup::Unknown => {
-            let route = req
-                .extensions()
-                .get::<MatchedPath>()
-                .map(|m| m.as_str().to_string())
-                .unwrap_or_default();
-            tracing::error!(%route, method = %req.method(), "route has no access rule; refused");
-            return render(
-                Protocol::for_path(req.uri().path()),
+            let route = route.unwrap_or_default();
+            tracing::error!(%route, %method, "route has no access rule; refused");
+            return Err(render(
+                Protocol::for_path(uri.path()),
                 &Error::new(
                     ErrorCode::PermissionDenied,
-                    format!(
-                        "No access rule is defined for {} {route}; refused",
-                        req.method()
-                    ),
+                    format!("No access rule is defined for {method} {route}; refused"),
                 ),
-            );
+            ));
         }
     };
-    let protocol = Protocol::for_path(req.uri().path());
-    let Authenticated { record, via } =
-        match authenticate(&ctx.app, req.method(), req.uri(), req.headers()).await {
-            Ok(r) => r,
-            Err(resp) => return resp,
-        };
-    let unsafe_method = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if via == Via::Session && unsafe_method && !same_origin(req.headers()) {
-        tracing::warn!(method = %req.method(), path = %req.uri().path(), "cross-site request with a session cookie refused");
-        return render(
+    let protocol = Protocol::for_path(uri.path());
+    let Authenticated { record, via } = authenticate(&ctx.app, method, uri, headers).await?;
+    let unsafe_method = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if via == Via::Session && unsafe_method && !same_origin(headers) {
+        tracing::warn!(%method, path = %uri.path(), "cross-site request with a session cookie refused");
+        return Err(render(
             protocol,
             &Error::new(
                 ErrorCode::PermissionDenied,
                 "Cross-site request refused: a request signed in by the session cookie must come from this server's own pages (Origin or Referer naming this host)",
             ),
-        );
+        ));
     }
     if let Some(needed) = needed {
         if !needed.granted_by(&record.scopes) {
-            return render(
+            return Err(render(
                 protocol,
                 &Error::new(
                     ErrorCode::PermissionDenied,
@@ -578,15 +595,14 @@ pub async fn require_access(
                         "Token '{}' lacks the '{}' scope needed for {} {}",
                         record.name,
                         needed.as_str(),
-                        req.method(),
-                        req.uri().path()
+                        method,
+                        uri.path()
                     ),
                 ),
-            );
+            ));
         }
     }
-    req.extensions_mut().insert(Caller(Some(record)));
-    next.run(req).await
+    Ok(Some(record))
 }
 
 #[cfg(test)]

@@ -89,7 +89,17 @@ impl tower_http::request_id::MakeRequestId for MakeRequestId {
 /// route (`None`: unmatched) and status. Called by the router's one
 /// per-route middleware ([`crate::routes::router`]).
 pub fn record_http(method: &Method, route: Option<&MatchedPath>, status: u16, start: Instant) {
-    let route = route.map_or("unmatched", MatchedPath::as_str);
+    record_http_route(
+        method,
+        route.map_or("unmatched", MatchedPath::as_str),
+        status,
+        start,
+    );
+}
+
+/// [`record_http`] for a route pattern known without the router (the
+/// inference lane, `crate::routes::lane`).
+pub fn record_http_route(method: &Method, route: &str, status: u16, start: Instant) {
     let h = http_handles(method, route, status);
     h.requests.increment(1);
     h.duration.record(start.elapsed().as_secs_f64());

@@ -70,6 +70,12 @@ async fn invocations(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    invoke(s, name, headers, body).await
+}
+
+/// Scores a request for deployment `name` (the route's handler, also
+/// called by the inference lane, `crate::routes::lane`).
+pub(crate) async fn invoke(s: AppState, name: String, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let (_dep, routed) = match route_request(&s, &name, None, &headers) {
         Ok(x) => x,

@@ -356,7 +356,9 @@ pub fn observe_flags(deployment: &str, version: &str, flagged: usize) {
     }
 }
 
-async fn run_infer(
+/// Runs a V2 inference request for deployment `name` (the routes' handlers,
+/// also called by the inference lane, `crate::routes::lane`).
+pub(crate) async fn run_infer(
     s: AppState,
     name: String,
     version: Option<String>,

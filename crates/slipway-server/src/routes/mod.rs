@@ -14,6 +14,7 @@ pub mod experiments;
 pub mod graphql;
 pub mod health;
 pub mod inference;
+pub mod lane;
 pub mod logged_models;
 pub mod login;
 pub mod mlflow_ui;
@@ -98,7 +99,9 @@ pub fn router(state: AppState) -> Router {
         rules: Arc::new(rules),
     };
     let request_id = HeaderName::from_static("x-request-id");
-    app.route_layer(middleware::from_fn_with_state(access, per_route))
+    let ids = telemetry::MakeRequestId::default();
+    let full = app
+        .route_layer(middleware::from_fn_with_state(access.clone(), per_route))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -111,8 +114,9 @@ pub fn router(state: AppState) -> Router {
                 .to_string();
             tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(request_id, telemetry::MakeRequestId::default()))
-        .with_state(state)
+        .layer(SetRequestIdLayer::new(request_id, ids.clone()))
+        .with_state(state);
+    lane::front(full, access, ids)
 }
 
 /// The one middleware of matched routes (one layer: each costs the request

@@ -8,6 +8,7 @@ mod errors;
 mod figures;
 mod graphql;
 mod helpers;
+mod lane;
 mod mlflow_ui_routes;
 mod scopes;
 mod sessions;
