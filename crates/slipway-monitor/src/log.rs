@@ -2,9 +2,11 @@
 //! Parquet files to the artifact store.
 //!
 //! [`PredictionLog::submit`] (the [`PredictionSink`] serving calls) counts
-//! the request's rows against the buffer's capacity and hands it to the
-//! writer task; when the buffer is full the rows are dropped and counted,
-//! never delaying the request. The writer groups rows by deployment,
+//! the request's rows against the buffer's capacity and pushes it to an
+//! inbox the writer task empties every few milliseconds (woken once per
+//! batch, not once per request: a wake per request cost more than the rest
+//! of the log's work on the request path); when the buffer is full the rows
+//! are dropped and counted, never delaying the request. The writer groups rows by deployment,
 //! version and hour, and writes a group as one file when it reaches
 //! `flush_rows`, when its oldest row is `flush_interval` old, and on
 //! [`PredictionLog::flush`] (graceful shutdown). Splitting, encoding and
@@ -39,14 +41,36 @@ pub struct LogSettings {
 /// Column names from a version's column-based signature, if it has one.
 pub type ColumnNames = Arc<dyn Fn(&str, &str) -> Option<Vec<String>> + Send + Sync>;
 
-enum Msg {
-    Row(Prediction),
-    Flush(Option<String>, oneshot::Sender<()>),
+/// A flush request: which deployment (`None`: all), and whom to tell.
+struct Flush(Option<String>, oneshot::Sender<()>);
+
+/// How long the writer lets submitted requests gather after the first one
+/// woke it.
+const GATHER: Duration = Duration::from_millis(10);
+
+/// Requests submitted and not yet taken by the writer.
+#[derive(Default)]
+struct Inbox {
+    rows: std::sync::Mutex<Vec<Prediction>>,
+    /// Wakes the writer when the inbox stops being empty.
+    ready: tokio::sync::Notify,
+}
+
+impl Inbox {
+    fn take(&self) -> Vec<Prediction> {
+        let mut rows = self
+            .rows
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = rows.len();
+        std::mem::replace(&mut *rows, Vec::with_capacity(room))
+    }
 }
 
 /// The prediction log of this process.
 pub struct PredictionLog {
-    tx: mpsc::UnboundedSender<Msg>,
+    inbox: Arc<Inbox>,
+    flushes: mpsc::UnboundedSender<Flush>,
     buffered: Arc<AtomicU64>,
     capacity: u64,
 }
@@ -64,11 +88,24 @@ impl PredictionSink for PredictionLog {
                 .increment(rows);
             return;
         }
-        if let Err(mpsc::error::SendError(Msg::Row(p))) = self.tx.send(Msg::Row(prediction)) {
+        if self.flushes.is_closed() {
             // the writer is gone (shutting down)
             self.buffered.fetch_sub(rows, Ordering::Relaxed);
-            metrics::counter!("slipway_prediction_log_dropped_rows_total", "deployment" => p.deployment.to_string(), "reason" => "write_error")
+            metrics::counter!("slipway_prediction_log_dropped_rows_total", "deployment" => prediction.deployment.to_string(), "reason" => "write_error")
                 .increment(rows);
+            return;
+        }
+        let first = {
+            let mut inbox = self
+                .inbox
+                .rows
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            inbox.push(prediction);
+            inbox.len() == 1
+        };
+        if first {
+            self.inbox.ready.notify_one();
         }
     }
 }
@@ -80,9 +117,11 @@ impl PredictionLog {
         settings: LogSettings,
         column_names: ColumnNames,
     ) -> Arc<PredictionLog> {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (flushes, rx) = mpsc::unbounded_channel();
         let buffered = Arc::new(AtomicU64::new(0));
+        let inbox = Arc::new(Inbox::default());
         let writer = Writer {
+            inbox: inbox.clone(),
             background: Background::log(),
             store,
             settings,
@@ -93,7 +132,8 @@ impl PredictionLog {
         };
         tokio::spawn(writer.run(rx));
         Arc::new(PredictionLog {
-            tx,
+            inbox,
+            flushes,
             buffered,
             capacity: settings.buffer_rows,
         })
@@ -109,8 +149,8 @@ impl PredictionLog {
     pub async fn flush(&self, deployment: Option<&str>) {
         let (tx, rx) = oneshot::channel();
         if self
-            .tx
-            .send(Msg::Flush(deployment.map(str::to_string), tx))
+            .flushes
+            .send(Flush(deployment.map(str::to_string), tx))
             .is_ok()
         {
             let _ = rx.await;
@@ -133,6 +173,7 @@ struct Group {
 }
 
 struct Writer {
+    inbox: Arc<Inbox>,
     background: Option<&'static Background>,
     store: Arc<ArtifactStore>,
     settings: LogSettings,
@@ -149,7 +190,7 @@ fn time_ms(p: &Prediction) -> i64 {
 }
 
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Flush>) {
         let tick = (self.settings.flush_interval / 4)
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut interval = tokio::time::interval(tick);
@@ -157,23 +198,22 @@ impl Writer {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
-                    Some(Msg::Row(p)) => self.add(p).await,
-                    Some(Msg::Flush(dep, done)) => {
-                        // take what is queued behind the flush request first
-                        while let Ok(m) = rx.try_recv() {
-                            match m {
-                                Msg::Row(p) => self.add(p).await,
-                                Msg::Flush(_, other) => { let _ = other.send(()); }
-                            }
-                        }
+                    Some(Flush(dep, done)) => {
+                        // everything submitted before the flush was asked for
+                        self.take_inbox().await;
                         self.flush_where(|k| dep.as_deref().is_none_or(|d| *k.deployment == *d)).await;
                         let _ = done.send(());
                     }
                     None => {
+                        self.take_inbox().await;
                         self.flush_where(|_| true).await;
                         return;
                     }
                 },
+                () = self.inbox.ready.notified() => {
+                    tokio::time::sleep(GATHER).await;
+                    self.take_inbox().await;
+                }
                 _ = interval.tick() => {
                     let age = self.settings.flush_interval;
                     let due: Vec<Key> = self.groups.iter()
@@ -192,16 +232,40 @@ impl Writer {
         }
     }
 
-    async fn add(&mut self, p: Prediction) {
-        let ms = time_ms(&p);
-        let key = Key {
-            deployment: p.deployment.clone(),
-            version: p.version.clone(),
-            hour_ms: ms - ms.rem_euclid(3_600_000),
-        };
+    /// Groups what the inbox holds.
+    async fn take_inbox(&mut self) {
+        let mut last: Option<Key> = None;
+        for p in self.inbox.take() {
+            let ms = time_ms(&p);
+            let hour_ms = ms - ms.rem_euclid(3_600_000);
+            // requests in a row mostly share a group: its key is built once
+            let key = match last.take() {
+                Some(k)
+                    if k.hour_ms == hour_ms
+                        && *k.deployment == *p.deployment
+                        && k.version == p.version =>
+                {
+                    k
+                }
+                _ => Key {
+                    deployment: p.deployment.clone(),
+                    version: p.version.clone(),
+                    hour_ms,
+                },
+            };
+            if self.add(&key, p) {
+                self.write(key).await;
+            } else {
+                last = Some(key);
+            }
+        }
+    }
+
+    /// Adds one request to its group; `true` when the group is full.
+    fn add(&mut self, key: &Key, p: Prediction) -> bool {
         let n = prediction_rows(&p) as u64;
         let flush_rows = self.settings.flush_rows;
-        let full = match self.groups.get_mut(&key) {
+        match self.groups.get_mut(key) {
             Some(g) => {
                 g.rows.push(p);
                 g.count += n;
@@ -223,9 +287,6 @@ impl Writer {
                 self.groups.insert(key.clone(), g);
                 full
             }
-        };
-        if full {
-            self.write(key).await;
         }
     }
 

@@ -191,6 +191,58 @@ pub(crate) fn push_scalar(
     Ok(())
 }
 
+/// Appends a JSON number that `out`'s type takes as it is — a float type
+/// and a number in its range, or an integer type and an integer that fits —
+/// without building a [`Scalar`]: the common case of every element. `false`
+/// leaves the number to [`push_scalar`], which decides (and words the
+/// message) exactly as for any other leaf; where this pushes, it pushes
+/// what that would.
+#[inline]
+pub(crate) fn push_f64_fast(out: &mut TensorData, x: f64) -> bool {
+    match out {
+        // also false for NaN and the infinities
+        TensorData::Fp32(d) if x.abs() <= f64::from(f32::MAX) => d.push(x as f32),
+        TensorData::Fp64(d) if x.is_finite() => d.push(x),
+        _ => return false,
+    }
+    true
+}
+
+/// [`push_f64_fast`] for a JSON integer read as `i64`.
+#[inline]
+pub(crate) fn push_i64_fast(out: &mut TensorData, i: i64) -> bool {
+    match out {
+        TensorData::Fp32(d) => d.push(i as f32),
+        TensorData::Fp64(d) => d.push(i as f64),
+        TensorData::Int64(d) => d.push(i),
+        TensorData::Int32(d) => match i32::try_from(i) {
+            Ok(v) => d.push(v),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
+/// [`push_f64_fast`] for a JSON integer read as `u64`.
+#[inline]
+pub(crate) fn push_u64_fast(out: &mut TensorData, u: u64) -> bool {
+    match out {
+        TensorData::Fp32(d) => d.push(u as f32),
+        TensorData::Fp64(d) => d.push(u as f64),
+        TensorData::Int64(d) => match i64::try_from(u) {
+            Ok(v) => d.push(v),
+            Err(_) => return false,
+        },
+        TensorData::Int32(d) => match i32::try_from(u) {
+            Ok(v) => d.push(v),
+            Err(_) => return false,
+        },
+        _ => return false,
+    }
+    true
+}
+
 fn checked_float(
     v: &Scalar<'_>,
     null_is_nan: bool,
@@ -318,12 +370,21 @@ impl<'de> serde::de::Visitor<'de> for Elements<'_> {
         self.push(Scalar::Bool(v))
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        if push_i64_fast(self.out, v) {
+            return Ok(());
+        }
         self.push(Scalar::Number(v.into()))
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        if push_u64_fast(self.out, v) {
+            return Ok(());
+        }
         self.push(Scalar::Number(v.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        if push_f64_fast(self.out, v) {
+            return Ok(());
+        }
         // JSON numbers are finite, so from_f64 always succeeds
         match serde_json::Number::from_f64(v) {
             Some(n) => self.push(Scalar::Number(n)),
@@ -620,6 +681,15 @@ mod tests {
             (-1e40f64..1e40).prop_map(Value::from),
             (-300i64..300).prop_map(Value::from),
             (-3.0f64..3.0).prop_map(|f| Value::from((f * 4.0).round() / 4.0)),
+            // the edges of the types' ranges (the numbers' fast path)
+            prop_oneof![
+                Just(Value::from(f64::from(f32::MAX))),
+                Just(Value::from(-3.402_823_567_797_336_6e38)),
+                Just(Value::from(i64::from(i32::MAX) + 1)),
+                Just(Value::from(i64::from(i32::MIN) - 1)),
+                Just(Value::from(i64::MAX.unsigned_abs() + 1)),
+                Just(Value::from(i64::MIN)),
+            ],
             prop_oneof![
                 Just("NaN"),
                 Just("Infinity"),

@@ -21,7 +21,7 @@ use slipway_runtime::{DataType, Signature, Tensor, TensorData, TensorSpec};
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::data::{push_scalar, Scalar};
+use crate::data::{push_f64_fast, push_i64_fast, push_scalar, push_u64_fast, Scalar};
 use crate::mlflow::{column_order, frame_shape, ScoringFormat, ScoringRequest, FORMATS};
 
 /// The field name the general parser reports (used to compute the column
@@ -485,14 +485,35 @@ impl Nested {
         })
     }
 
-    /// A leaf at `depth`.
-    fn leaf<E: serde::de::Error>(&mut self, depth: usize, v: Scalar<'_>) -> Result<(), E> {
+    /// Checks that a leaf may sit at `depth` (the depth of every leaf).
+    fn leaf_at<E: serde::de::Error>(&mut self, depth: usize) -> Result<(), E> {
         match self.rank {
             None => self.rank = Some(depth),
             Some(r) if r != depth => return Err(fail()),
             Some(_) => {}
         }
+        Ok(())
+    }
+
+    /// A leaf at `depth`.
+    fn leaf<E: serde::de::Error>(&mut self, depth: usize, v: Scalar<'_>) -> Result<(), E> {
+        self.leaf_at(depth)?;
         push_scalar(&mut self.data, v, true).map_err(|_| fail())
+    }
+
+    /// A number at `depth`: pushed by `fast` when the buffer's type takes
+    /// it as it is, else by [`Nested::leaf`].
+    fn number<E: serde::de::Error>(
+        &mut self,
+        depth: usize,
+        fast: impl FnOnce(&mut TensorData) -> bool,
+        slow: impl FnOnce() -> Result<serde_json::Number, E>,
+    ) -> Result<(), E> {
+        self.leaf_at(depth)?;
+        if fast(&mut self.data) {
+            return Ok(());
+        }
+        self.leaf(depth, Scalar::Number(slow()?))
     }
 }
 
@@ -555,14 +576,19 @@ impl<'de> Visitor<'de> for Level<'_> {
         self.nested.leaf(self.depth, Scalar::Bool(v))
     }
     fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
-        self.nested.leaf(self.depth, Scalar::Number(v.into()))
+        self.nested
+            .number(self.depth, |d| push_i64_fast(d, v), || Ok(v.into()))
     }
     fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
-        self.nested.leaf(self.depth, Scalar::Number(v.into()))
+        self.nested
+            .number(self.depth, |d| push_u64_fast(d, v), || Ok(v.into()))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
-        let n = serde_json::Number::from_f64(v).ok_or_else(fail)?;
-        self.nested.leaf(self.depth, Scalar::Number(n))
+        self.nested.number(
+            self.depth,
+            |d| push_f64_fast(d, v),
+            || serde_json::Number::from_f64(v).ok_or_else(fail),
+        )
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
         self.nested.leaf(self.depth, Scalar::Str(Cow::Borrowed(v)))
@@ -762,6 +788,7 @@ mod tests {
             one(DataType::Fp32, vec![-1]),
             one(DataType::Fp16, vec![-1, -1]),
             one(DataType::Int64, vec![-1, -1]),
+            one(DataType::Int32, vec![-1, -1]),
             one(DataType::Uint8, vec![-1, -1]),
             one(DataType::Bool, vec![-1, -1]),
             one(DataType::Bytes, vec![-1, -1]),
@@ -785,6 +812,16 @@ mod tests {
             1 => Just("-70000".to_string()),
             1 => Just("18446744073709551615".to_string()),
             1 => Just("1.5e-320".to_string()),
+            // the edges of the types' ranges (the numbers' fast path)
+            1 => prop_oneof![
+                Just("3.4028234663852886e38"),
+                Just("-3.4028235677973366e38"),
+                Just("2147483648"),
+                Just("-2147483649"),
+                Just("9223372036854775808"),
+                Just("-9223372036854775808"),
+            ]
+            .prop_map(str::to_string),
             1 => Just("null".to_string()),
             1 => Just("true".to_string()),
             1 => prop_oneof![Just("\"NaN\""), Just("\"x\""), Just("\"1.5\""), Just("\"-inf\"")]
