@@ -318,6 +318,26 @@ pub fn data_from_json_text(
     Ok(out)
 }
 
+/// Reads a flat or nested JSON array of `dtype` elements from `d`, as
+/// [`data_from_json_text`] reads its text, but with no message on an error
+/// (its callers read the text again to say what was wrong).
+pub(crate) fn read_json_elements<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    dtype: DataType,
+    capacity: usize,
+) -> Result<TensorData, D::Error> {
+    use serde::de::DeserializeSeed;
+    let mut out = TensorData::with_capacity(dtype, capacity);
+    let mut failure = None;
+    Elements {
+        out: &mut out,
+        field: "",
+        failure: &mut failure,
+    }
+    .deserialize(d)?;
+    Ok(out)
+}
+
 /// Streams nested JSON arrays into a [`TensorData`]; the first element error
 /// is kept in `failure` and parsing stops.
 struct Elements<'o> {

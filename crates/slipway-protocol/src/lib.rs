@@ -18,5 +18,6 @@ pub mod error;
 pub mod mlflow;
 mod scoring_fast;
 pub mod v2;
+mod v2_one_pass;
 
 pub use error::ProtocolError;

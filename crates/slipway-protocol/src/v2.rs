@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use slipway_runtime::{element_count, ClassLabels, DataType, ModelOutput, Tensor};
+use slipway_runtime::{element_count, ClassLabels, DataType, ModelOutput, Tensor, TensorData};
 
 use crate::data::{self, JsonData};
 use crate::error::ProtocolError;
@@ -135,26 +135,40 @@ pub struct RequestedOutput {
 /// but each input's `data` stays borrowed JSON text until its shape has been
 /// checked, and is then read straight into a typed buffer.
 #[derive(Deserialize)]
-struct WireRequest<'a> {
+pub(crate) struct WireRequest<'a> {
     #[serde(default)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default)]
-    parameters: Option<Parameters>,
+    pub(crate) parameters: Option<Parameters>,
     #[serde(borrow)]
-    inputs: Vec<WireInput<'a>>,
+    pub(crate) inputs: Vec<WireInput<'a>>,
     #[serde(default)]
-    outputs: Option<Vec<RequestOutput>>,
+    pub(crate) outputs: Option<Vec<RequestOutput>>,
 }
 
 #[derive(Deserialize)]
-struct WireInput<'a> {
-    name: String,
-    shape: Vec<i64>,
-    datatype: String,
+pub(crate) struct WireInput<'a> {
+    pub(crate) name: String,
+    pub(crate) shape: Vec<i64>,
+    pub(crate) datatype: String,
     #[serde(default)]
-    parameters: Option<Parameters>,
+    pub(crate) parameters: Option<Parameters>,
     #[serde(default, borrow)]
-    data: Option<&'a serde_json::value::RawValue>,
+    pub(crate) data: Option<WireData<'a>>,
+}
+
+/// An input's JSON `data`: its text, read once the input's fields are
+/// checked, or its elements, read in the same pass as the rest of the
+/// request (see [`crate::v2_one_pass`]).
+pub(crate) enum WireData<'a> {
+    Text(&'a serde_json::value::RawValue),
+    Read(TensorData),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for WireData<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <&'de serde_json::value::RawValue>::deserialize(d).map(WireData::Text)
+    }
 }
 
 /// Checks an input's declared name and shape before its data is read, so a
@@ -219,7 +233,7 @@ struct TensorFields<'a> {
     shape: &'a [i64],
     datatype: &'a str,
     parameters: &'a Option<Parameters>,
-    data: Option<&'a serde_json::value::RawValue>,
+    data: Option<WireData<'a>>,
 }
 
 /// The binary section after the JSON header, read front to back.
@@ -285,9 +299,11 @@ fn read_tensor(
             *offset += size;
             data::decode_raw(field, bytes, dtype, count)?
         }
-        (None, Some(raw)) => {
+        (None, Some(WireData::Text(raw))) => {
             data::data_from_json_text(&format!("{field}.data"), raw.get(), dtype, count)?
         }
+        // read with this dtype and count, so as the text would have been
+        (None, Some(WireData::Read(elements))) => elements,
         (None, None) => {
             return Err(ProtocolError::Missing {
                 field: format!("{field}.data (or parameters.{PARAM_BINARY_DATA_SIZE})"),
@@ -341,7 +357,13 @@ pub fn decode_request_checked(
         field: String::new(),
         message: format!("the JSON is not UTF-8: {e}"),
     })?;
-    let req: WireRequest<'_> = serde_json::from_str(json).map_err(|e| json_err("", &e))?;
+    // one pass over the JSON; a request it does not take whole (any error,
+    // or an unusual form) is read again the general way, which decides
+    // what is wrong and says it
+    let req = match crate::v2_one_pass::parse(json, check) {
+        Some(req) => req,
+        None => serde_json::from_str::<WireRequest<'_>>(json).map_err(|e| json_err("", &e))?,
+    };
     let mut section = BinarySection {
         bytes: binary,
         offset: 0,
@@ -709,7 +731,7 @@ pub fn decode_response(
                 shape: &o.shape,
                 datatype: &o.datatype,
                 parameters: &o.parameters,
-                data: raw.as_deref(),
+                data: raw.as_deref().map(WireData::Text),
             },
             &mut section,
         )?;
