@@ -26,11 +26,11 @@ use crate::v2::{Parameters, RequestOutput, ShapeCheck, WireData, WireInput, Wire
 /// must read it.
 pub(crate) fn parse<'a>(json: &'a str, check: ShapeCheck<'_>) -> Option<WireRequest<'a>> {
     let mut de = serde_json::Deserializer::from_str(json);
-    let req = RequestSeed {
+    let req = RequestSeed(Ctx {
         check,
         // never trust a declared size beyond what the text can hold
         max_elements: json.len() / 2 + 1,
-    }
+    })
     .deserialize(&mut de)
     .ok()?;
     de.end().ok()?;
@@ -91,10 +91,15 @@ fn once<T, E: serde::de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E>
     Ok(())
 }
 
-struct RequestSeed<'c> {
+/// What every level of the request needs: the caller's shape check and
+/// the most elements an input's text can hold.
+#[derive(Clone, Copy)]
+struct Ctx<'c> {
     check: ShapeCheck<'c>,
     max_elements: usize,
 }
+
+struct RequestSeed<'c>(Ctx<'c>);
 
 impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
     type Value = WireRequest<'de>;
@@ -124,10 +129,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
                     if inputs.is_some() {
                         return Err(give_up());
                     }
-                    inputs = Some(map.next_value_seed(InputsSeed {
-                        check: self.check,
-                        max_elements: self.max_elements,
-                    })?);
+                    inputs = Some(map.next_value_seed(InputsSeed(self.0))?);
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -143,10 +145,7 @@ impl<'de> Visitor<'de> for RequestSeed<'_> {
     }
 }
 
-struct InputsSeed<'c> {
-    check: ShapeCheck<'c>,
-    max_elements: usize,
-}
+struct InputsSeed<'c>(Ctx<'c>);
 
 impl<'de> DeserializeSeed<'de> for InputsSeed<'_> {
     type Value = Vec<WireInput<'de>>;
@@ -164,20 +163,14 @@ impl<'de> Visitor<'de> for InputsSeed<'_> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let mut inputs = Vec::with_capacity(seq.size_hint().unwrap_or(1).min(16));
-        while let Some(input) = seq.next_element_seed(InputSeed {
-            check: self.check,
-            max_elements: self.max_elements,
-        })? {
+        while let Some(input) = seq.next_element_seed(InputSeed(self.0))? {
             inputs.push(input);
         }
         Ok(inputs)
     }
 }
 
-struct InputSeed<'c> {
-    check: ShapeCheck<'c>,
-    max_elements: usize,
-}
+struct InputSeed<'c>(Ctx<'c>);
 
 impl<'de> DeserializeSeed<'de> for InputSeed<'_> {
     type Value = WireInput<'de>;
@@ -227,13 +220,13 @@ impl<'de> Visitor<'de> for InputSeed<'_> {
                     let read_now = match (&name, &shape, &datatype) {
                         (Some(n), Some(s), Some(t)) => DataType::from_v2(t)
                             .zip(element_count(s).ok())
-                            .filter(|_| (self.check)(n, s).is_ok()),
+                            .filter(|_| (self.0.check)(n, s).is_ok()),
                         _ => None,
                     };
                     let value = match read_now {
                         Some((dtype, count)) => map.next_value_seed(ElementsSeed {
                             dtype,
-                            capacity: count.min(self.max_elements),
+                            capacity: count.min(self.0.max_elements),
                         })?,
                         None => match map.next_value::<Option<WireData<'de>>>()? {
                             Some(text) => text,
